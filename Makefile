@@ -1,0 +1,127 @@
+# wsplice - WebSocket to TCP gateway. `make help` lists the targets.
+
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BUILD      ?= build
+CC         ?= cc
+PYTHON     ?= /usr/bin/python3
+
+PKGS       := libevent libevent_openssl openssl inih
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Debian's libinih exposes its parser settings as variables; use them when present.
+INI_RUNTIME := $(shell grep -qs 'extern int ini_max_line' /usr/include/ini.h && echo -DHAVE_INI_RUNTIME_OPTIONS)
+
+CFLAGS     ?= -O2 -g
+WARN       := -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+              -Wwrite-strings -Wcast-qual -Wvla -Wundef -Wimplicit-fallthrough -Wnull-dereference
+SAN        := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+GW_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DWSPLICE_VERSION='"$(VERSION)"' \
+              $(INI_RUNTIME) -MMD -MP $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
+              $(SAN) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+GW_LIBS     = $(SAN) $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+SRCS := $(wildcard src/*.c)
+OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+BIN  := $(BUILD)/wsplice
+
+# Pure modules: each unit test links its module, what it needs, and nothing else.
+PURE := addr base64 utf8 ws_frame http_upgrade route
+UNIT_DEPS_ws_frame     := utf8
+UNIT_DEPS_http_upgrade := base64
+UNIT_DEPS_route        := addr
+UNIT_TESTS := $(PURE:%=$(BUILD)/unit/test_%)
+
+.PHONY: all clean test test-now unit integration check lint format fuzz install uninstall help run deps conf-check
+
+all: $(BIN)
+
+$(BIN): $(OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $(OBJS) $(GW_LIBS)
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	@echo "  CC      $<"
+	$(Q)$(CC) $(GW_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj $(BUILD)/unit:
+	$(Q)mkdir -p $@
+
+# Unit tests link their module's object plus its pure dependencies.
+.SECONDEXPANSION:
+unit_deps = $(addprefix $(BUILD)/obj/,$(addsuffix .o,$(UNIT_DEPS_$(1))))
+$(BUILD)/unit/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o $$(call unit_deps,$$*) tests/unit/check.h | $(BUILD)/unit
+	@echo "  CC      $@"
+	$(Q)$(CC) $(GW_CFLAGS) -Isrc -o $@ $< $(BUILD)/obj/$*.o $(call unit_deps,$*) $(GW_LIBS)
+
+unit: $(UNIT_TESTS) $(BIN)
+	$(Q)tests/run_unit.sh $(BUILD) $(UNIT_TESTS)
+
+integration: $(BIN)
+	$(Q)WSPLICE_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+conf-check: $(BIN)
+	$(Q)tests/check_conf.sh $(BIN) conf/wsplice.ini
+
+# unit, then integration, then the example config; the last line is the summary.
+# Missing packages are installed first; a sub-make then sees their pkg-config flags.
+test:
+	$(Q).ci/install-deps --missing
+	$(Q)$(MAKE) --no-print-directory test-now
+
+test-now: $(BIN) $(UNIT_TESTS)
+	$(Q)tests/run_all.sh $(BUILD) $(BIN) $(PYTHON)
+
+check:
+	$(Q)$(MAKE) --no-print-directory BUILD=build/san SANITIZE=address,undefined WERROR=1 CFLAGS="-O1 -g" test
+	$(Q)$(MAKE) --no-print-directory lint
+
+lint:
+	$(Q)clang-format --dry-run -Werror src/*.c src/*.h tests/unit/*.c tests/unit/*.h
+	$(Q)cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
+		--suppress=missingIncludeSystem -D__GNUC__ -DHAVE_INI_RUNTIME_OPTIONS src/
+
+format:
+	$(Q)clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
+
+run:
+	$(Q).ci/install-deps --missing
+	$(Q)$(MAKE) --no-print-directory $(BIN)
+	$(BIN) -c conf/wsplice.ini
+
+deps:
+	$(Q).ci/install-deps
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/wsplice
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/wsplice
+	install -m 644 conf/wsplice.ini README.md LICENSE $(DESTDIR)$(PREFIX)/share/doc/wsplice/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/wsplice
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/wsplice
+
+clean:
+	rm -rf build
+
+help:
+	@echo "make              build $(BIN)"
+	@echo "make run          build and run on conf/wsplice.ini"
+	@echo "make test         unit tests, integration tests, config check; last line is the summary"
+	@echo "make unit         C unit tests of the pure modules"
+	@echo "make integration  pytest suite against the real binary (PYTEST_ARGS=... to select)"
+	@echo "make check        test under ASan+UBSan with -Werror, then lint"
+	@echo "make lint         clang-format --dry-run and cppcheck"
+	@echo "make format       apply clang-format"
+	@echo "make deps         install build and test dependencies (Debian 12, as root)"
+	@echo "make install      install to \$$DESTDIR\$$PREFIX (default /usr/local)"
+	@echo "make clean        remove build/"
+
+-include $(OBJS:.o=.d)

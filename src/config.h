@@ -1,0 +1,94 @@
+/* config.h - the INI configuration: option tables, parsing through inih, defaults,
+ * cross-section validation, and the effective-config dump. It builds the route table;
+ * it opens no sockets. */
+#ifndef WSPLICE_CONFIG_H
+#define WSPLICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "addr.h"
+#include "log.h"
+#include "route.h"
+
+/* Handshake limits: per listener, [gateway] gives the defaults. */
+struct listener_limits {
+    uint32_t handshake_timeout_ms; /* the whole request head must arrive in this time */
+    uint32_t max_request_bytes;    /* request heads above this get 431 */
+};
+
+struct str_list {
+    char **items;
+    size_t count;
+};
+
+/* The first member of every named section's struct. */
+struct section_head {
+    char *name;
+    int line; /* of the section header */
+};
+
+struct listener_config {
+    struct section_head head;
+    struct addr bind;
+    struct listener_limits limits;
+    uint64_t set[2]; /* which options the file set, per option table */
+};
+
+struct route_config {
+    struct section_head head;
+    char *path; /* as written, '*' included */
+    struct str_list hosts;
+    struct str_list listeners; /* names; empty: every listener */
+    struct addr target;
+    struct limits limits;
+    uint64_t set[2];
+};
+
+struct config_error {
+    int line;   /* 0: about the whole file */
+    char *text; /* "file:line: [section] key: what is wrong" */
+};
+
+struct config {
+    char *source; /* file name, or "command line" */
+    enum log_level log_level;
+    uint32_t max_sessions; /* 0: derived from the descriptor limit */
+    uint32_t drain_timeout_ms;
+    struct listener_limits listener_defaults;
+    struct limits route_defaults;
+    uint64_t set[3];
+
+    struct listener_config *listeners;
+    size_t listener_count;
+    struct route_config *route_configs;
+    size_t route_count;
+
+    struct route_table *routes; /* built by a successful load; the config holds one reference */
+
+    struct config_error *errors; /* in file order */
+    size_t error_count;
+};
+
+/* Parse and validate a config file. Always returns a config (NULL only on ENOMEM); when
+ * error_count > 0 it is unusable and the caller reports the errors and frees it. */
+struct config *config_load_file(const char *path);
+
+/* The same from INI text in memory; 'source' names it in error messages. */
+struct config *config_load_string(const char *text, const char *source);
+
+void config_free(struct config *cfg);
+
+/* Print every error, one per line, to 'out'. */
+void config_print_errors(const struct config *cfg, FILE *out);
+
+/* Print the effective configuration (defaults filled in) as INI with each option's help
+ * as a comment: what `wsplice -t -v` shows. */
+void config_dump(const struct config *cfg, FILE *out);
+
+/* Index of a listener by name, or -1. */
+int config_listener_index(const struct config *cfg, const char *name);
+
+#endif

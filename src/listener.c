@@ -1,0 +1,176 @@
+/* listener.c - listening sockets on evconnlistener. Socket options are set by hand so
+ * IPV6_V6ONLY, SO_REUSEADDR and (later) SO_REUSEPORT are explicit. On EMFILE/ENFILE the
+ * listener is disabled for a moment instead of spinning on a ready socket it cannot accept. */
+#include "listener.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "session.h"
+
+#define LISTEN_BACKLOG  1024
+#define ACCEPT_RETRY_MS 100
+
+struct listener {
+    struct worker *worker;
+    struct evconnlistener *lev;
+    struct event *retry; /* re-enables accepting after EMFILE */
+    unsigned index;
+    char *name;
+    struct listener_limits limits;
+    char addr[ADDR_STR_MAX];
+};
+
+static void
+listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int sa_len, void *arg)
+{
+    struct listener *l = arg;
+    int one = 1;
+
+    (void)lev;
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    session_start(l->worker, fd, sa, (socklen_t)sa_len, l->index, &l->limits);
+}
+
+static void
+listener_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (l->lev != NULL && !l->worker->draining)
+        evconnlistener_enable(l->lev);
+}
+
+static void
+listener_error_cb(struct evconnlistener *lev, void *arg)
+{
+    struct listener *l = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        /* The pending connection stays in the backlog; try again once sessions end. */
+        log_warn("listener name=%s accept paused: %s", l->name, evutil_socket_error_to_string(err));
+        evconnlistener_disable(lev);
+        event_add(l->retry, &tv);
+        return;
+    }
+    log_warn("listener name=%s accept error: %s", l->name, evutil_socket_error_to_string(err));
+}
+
+/* Create, configure, bind and listen. Returns the fd or -1 with errno set. */
+static int
+listener_socket(const struct sockaddr *sa, socklen_t sa_len, bool v6only)
+{
+    int one = 1, zero = 0;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd == -1)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == -1)
+        goto fail;
+    if (sa->sa_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero, sizeof one) == -1)
+        goto fail;
+    if (bind(fd, sa, sa_len) == -1 || listen(fd, LISTEN_BACKLOG) == -1)
+        goto fail;
+    return fd;
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+struct listener *
+listener_new(struct worker *w, const struct listener_config *cfg, unsigned index)
+{
+    struct listener *l = calloc(1, sizeof *l);
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof bound;
+    int fd;
+
+    if (l == NULL)
+        return NULL;
+    l->worker = w;
+    l->index = index;
+    l->limits = cfg->limits;
+    l->name = strdup(cfg->head.name);
+    if (l->name == NULL)
+        goto fail;
+    if (cfg->bind.host[0] == '\0') {
+        /* Every address: dual-stack IPv6 if the system has it, else IPv4 only. */
+        struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_port = htons(cfg->bind.port)};
+        fd = listener_socket((struct sockaddr *)&any6, sizeof any6, false);
+        if (fd == -1 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
+            struct sockaddr_in any4 = {.sin_family = AF_INET, .sin_port = htons(cfg->bind.port)};
+            fd = listener_socket((struct sockaddr *)&any4, sizeof any4, false);
+        }
+    } else if (!cfg->bind.is_numeric) {
+        log_error("listener name=%s bind=%s: listen addresses must be IP addresses, not names",
+                  cfg->head.name, cfg->bind.host);
+        goto fail;
+    } else {
+        fd = listener_socket((const struct sockaddr *)&cfg->bind.sa, cfg->bind.sa_len, true);
+    }
+    if (fd == -1) {
+        char a[ADDR_STR_MAX];
+        log_error("listener name=%s bind=%s: %s", cfg->head.name, addr_format(&cfg->bind, a, sizeof a),
+                  strerror(errno));
+        goto fail;
+    }
+    if (getsockname(fd, (struct sockaddr *)&bound, &bound_len) == 0)
+        addr_format_sockaddr((struct sockaddr *)&bound, bound_len, l->addr, sizeof l->addr);
+    l->lev = evconnlistener_new(w->base, listener_accept_cb, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                -1, fd);
+    if (l->lev == NULL) {
+        close(fd);
+        log_error("listener name=%s: cannot register with the event loop", cfg->head.name);
+        goto fail;
+    }
+    evconnlistener_set_error_cb(l->lev, listener_error_cb);
+    l->retry = evtimer_new(w->base, listener_retry_cb, l);
+    if (l->retry == NULL)
+        goto fail;
+    log_info("listener name=%s addr=%s listening", l->name, l->addr);
+    return l;
+fail:
+    listener_free(l);
+    return NULL;
+}
+
+void
+listener_stop(struct listener *l)
+{
+    if (l->lev != NULL) {
+        evconnlistener_free(l->lev);
+        l->lev = NULL;
+        log_info("listener name=%s addr=%s stopped", l->name, l->addr);
+    }
+    if (l->retry != NULL)
+        event_del(l->retry);
+}
+
+void
+listener_free(struct listener *l)
+{
+    if (l == NULL)
+        return;
+    if (l->lev != NULL)
+        evconnlistener_free(l->lev);
+    if (l->retry != NULL)
+        event_free(l->retry);
+    free(l->name);
+    free(l);
+}

@@ -1,0 +1,22 @@
+/* listener.h - one listening socket per [listener:NAME]: accept, set socket options, hand
+ * the connection to a new session. Pauses accepting on descriptor exhaustion. */
+#ifndef WSPLICE_LISTENER_H
+#define WSPLICE_LISTENER_H
+
+#include "config.h"
+#include "worker.h"
+
+struct listener;
+
+/* Bind and listen on cfg->bind (an empty host means every address: IPv6 and IPv4 when
+ * the system has IPv6, else IPv4). Logs the bound address, including a kernel-chosen port.
+ * 'index' is the listener's position in the config (routes refer to it). Returns NULL
+ * after logging why. */
+struct listener *listener_new(struct worker *w, const struct listener_config *cfg, unsigned index);
+
+/* Stop accepting; the socket is closed. Sessions already accepted are not affected. */
+void listener_stop(struct listener *l);
+
+void listener_free(struct listener *l);
+
+#endif

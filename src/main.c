@@ -1,0 +1,420 @@
+/* main.c - the command line (websockify's positional form and -c FILE), startup order,
+ * signals (TERM/INT drain, HUP reload, USR1 metrics) and the event loop. No protocol
+ * logic lives here. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "addr.h"
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "metrics.h"
+#include "session.h"
+#include "worker.h"
+
+#ifndef WSPLICE_VERSION
+#define WSPLICE_VERSION "0.0.0-dev"
+#endif
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE   2
+#define FD_RESERVE   16 /* stdio, listeners' spares, DNS, signals */
+
+struct options {
+    const char *config_path;
+    bool check_only;
+    bool verbose;
+    const char *heartbeat; /* websockify --heartbeat */
+    const char *unix_target;
+    const char *source;
+    const char *target;
+};
+
+struct app {
+    struct event_base *base;
+    struct worker worker;
+    struct config *cfg;
+    struct listener **listeners;
+    size_t listener_count;
+    const char *config_path; /* NULL when running from the command line */
+    bool verbose;
+    struct event *drain_timer;
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out, "usage: wsplice [options] [source_addr:]source_port target_addr:target_port\n"
+                 "       wsplice [options] [source_addr:]source_port --unix-target PATH\n"
+                 "       wsplice [options] -c FILE\n"
+                 "\n"
+                 "Accepts WebSocket connections and splices each one to a TCP backend.\n"
+                 "\n"
+                 "  -c, --config FILE     run from an INI file (see conf/wsplice.ini)\n"
+                 "  -t, --test            check the configuration and exit: 0 good, 2 bad\n"
+                 "  -v, --verbose         debug logging; with -t, print the effective configuration\n"
+                 "  -V, --version         print the version and exit\n"
+                 "  -h, --help            print this help and exit\n"
+                 "  --heartbeat SECONDS   ping clients after SECONDS without traffic (websockify)\n"
+                 "  --unix-target PATH    proxy to a unix socket instead of target_addr:target_port\n"
+                 "\n"
+                 "Signals: TERM/INT close sessions with 1001 and exit once drained; HUP reloads\n"
+                 "routes and limits from -c FILE; USR1 logs the counters.\n");
+}
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void
+die_usage(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "wsplice: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (try wsplice --help)\n");
+    exit(EXIT_USAGE);
+}
+
+static void
+parse_args(int argc, char **argv, struct options *opt)
+{
+    enum { OPT_HEARTBEAT = 256, OPT_UNIX_TARGET };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"heartbeat", required_argument, NULL, OPT_HEARTBEAT},
+        {"unix-target", required_argument, NULL, OPT_UNIX_TARGET},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:tvVh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            opt->config_path = optarg;
+            break;
+        case 't':
+            opt->check_only = true;
+            break;
+        case 'v':
+            opt->verbose = true;
+            break;
+        case 'V':
+            printf("wsplice %s\n", WSPLICE_VERSION);
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case OPT_HEARTBEAT:
+            opt->heartbeat = optarg;
+            break;
+        case OPT_UNIX_TARGET:
+            opt->unix_target = optarg;
+            break;
+        case ':':
+            die_usage("option %s needs a value", argv[optind - 1]);
+            break;
+        default:
+            die_usage("unknown option %s", argv[optind - 1]);
+        }
+    }
+    int rest = argc - optind;
+    if (opt->config_path != NULL) {
+        if (rest > 0)
+            die_usage("with -c, addresses come from the file, not the command line (got '%s')", argv[optind]);
+        if (opt->heartbeat || opt->unix_target)
+            die_usage("%s", "--heartbeat and --unix-target are for the command-line form; use the INI file");
+        return;
+    }
+    if (rest == 0)
+        die_usage("%s", "expected [source_addr:]source_port target_addr:target_port, or -c FILE");
+    opt->source = argv[optind];
+    if (opt->unix_target != NULL) {
+        if (rest > 1)
+            die_usage("unexpected argument '%s' (--unix-target replaces the target address)",
+                      argv[optind + 1]);
+        return;
+    }
+    if (rest == 1)
+        die_usage("missing target address after '%s' (expected target_addr:target_port)", opt->source);
+    if (rest > 2)
+        die_usage("unexpected argument '%s' (wrapping a command is not supported)", argv[optind + 2]);
+    opt->target = argv[optind + 1];
+}
+
+/* Turn the websockify-style command line into INI text, so it goes through the same
+ * parser and checks as a file. Addresses are checked here first for a one-line error. */
+static char *
+config_text_from_args(const struct options *opt)
+{
+    struct addr a;
+    enum addr_parse_result r;
+    char target[ADDR_STR_MAX + 8];
+    char *text = NULL;
+    size_t len = 0;
+
+    r = addr_parse(opt->source, ADDR_ALLOW_NO_HOST | ADDR_ALLOW_PORT_ZERO, &a);
+    if (r != ADDR_OK) {
+        fprintf(stderr, "wsplice: bad source address '%s': %s\n", opt->source, addr_parse_result_str(r));
+        exit(EXIT_USAGE);
+    }
+    if (opt->unix_target != NULL) {
+        snprintf(target, sizeof target, "unix:%s", opt->unix_target);
+    } else {
+        r = addr_parse(opt->target, 0, &a);
+        if (r != ADDR_OK) {
+            fprintf(stderr, "wsplice: bad target address '%s': %s\n", opt->target, addr_parse_result_str(r));
+            exit(EXIT_USAGE);
+        }
+        snprintf(target, sizeof target, "%s", opt->target);
+    }
+    FILE *fp = open_memstream(&text, &len);
+    if (fp == NULL)
+        return NULL;
+    fprintf(fp, "[gateway]\n");
+    if (opt->heartbeat != NULL)
+        fprintf(fp, "ping_interval_s = %s\n", opt->heartbeat);
+    fprintf(fp, "[listener:default]\nbind = %s\n[route:default]\npath = /*\ntarget = %s\n", opt->source,
+            target);
+    fclose(fp);
+    return text;
+}
+
+static struct config *
+load_config(const struct options *opt)
+{
+    if (opt->config_path != NULL)
+        return config_load_file(opt->config_path);
+    char *text = config_text_from_args(opt);
+    if (text == NULL)
+        return NULL;
+    struct config *cfg = config_load_string(text, "command line");
+    free(text);
+    return cfg;
+}
+
+static size_t
+effective_max_sessions(const struct config *cfg)
+{
+    struct rlimit rl;
+    size_t by_fds = 0;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur > FD_RESERVE + cfg->listener_count)
+        by_fds = (rl.rlim_cur - FD_RESERVE - cfg->listener_count) / 2; /* client + backend */
+    if (cfg->max_sessions != 0)
+        return cfg->max_sessions;
+    return by_fds;
+}
+
+static void
+app_apply_config(struct app *app)
+{
+    app->worker.cfg = app->cfg;
+    app->worker.max_sessions = effective_max_sessions(app->cfg);
+    log_level_current = app->verbose ? LOG_LEVEL_DEBUG : app->cfg->log_level;
+}
+
+static void
+app_on_empty(struct worker *w)
+{
+    event_base_loopbreak(w->base);
+}
+
+static void
+drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+
+    (void)fd;
+    (void)what;
+    log_warn("drain timeout: closing %zu remaining sessions", app->worker.session_count);
+    session_free_all(&app->worker);
+    event_base_loopbreak(app->base);
+}
+
+static void
+signal_stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    struct timeval tv = {app->cfg->drain_timeout_ms / 1000, (app->cfg->drain_timeout_ms % 1000) * 1000};
+
+    (void)what;
+    if (app->worker.draining) {
+        log_warn("signal %s again: exiting now", sig == SIGINT ? "INT" : "TERM");
+        session_free_all(&app->worker);
+        event_base_loopbreak(app->base);
+        return;
+    }
+    log_info("signal %s: draining %zu sessions (at most %ums)", sig == SIGINT ? "INT" : "TERM",
+             app->worker.session_count, app->cfg->drain_timeout_ms);
+    app->worker.draining = true;
+    for (size_t i = 0; i < app->listener_count; i++)
+        listener_stop(app->listeners[i]);
+    session_drain_all(&app->worker);
+    if (app->worker.session_count == 0) {
+        event_base_loopbreak(app->base);
+        return;
+    }
+    app->drain_timer = evtimer_new(app->base, drain_timeout_cb, app);
+    if (app->drain_timer != NULL)
+        event_add(app->drain_timer, &tv);
+}
+
+/* Same listeners (names and addresses, in order)? Listener changes need a restart. */
+static bool
+listeners_equal(const struct config *a, const struct config *b)
+{
+    char x[ADDR_STR_MAX], y[ADDR_STR_MAX];
+
+    if (a->listener_count != b->listener_count)
+        return false;
+    for (size_t i = 0; i < a->listener_count; i++) {
+        if (strcmp(a->listeners[i].head.name, b->listeners[i].head.name) != 0 ||
+            strcmp(addr_format(&a->listeners[i].bind, x, sizeof x),
+                   addr_format(&b->listeners[i].bind, y, sizeof y)) != 0)
+            return false;
+    }
+    return true;
+}
+
+static void
+signal_reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    struct config *next;
+
+    (void)sig;
+    (void)what;
+    if (app->config_path == NULL) {
+        log_warn("signal HUP: nothing to reload (started without -c)");
+        return;
+    }
+    next = config_load_file(app->config_path);
+    if (next == NULL || next->error_count > 0) {
+        log_error("reload of %s refused; the running configuration stays:", app->config_path);
+        for (size_t i = 0; next != NULL && i < next->error_count; i++)
+            log_error("reload %s", next->errors[i].text);
+        config_free(next);
+        return;
+    }
+    if (!listeners_equal(app->cfg, next)) {
+        log_error("reload of %s refused: listener changes need a restart", app->config_path);
+        config_free(next);
+        return;
+    }
+    /* Sessions hold their own reference to the route table they started with. */
+    config_free(app->cfg);
+    app->cfg = next;
+    app_apply_config(app);
+    log_info("reload of %s done: %zu routes; open sessions keep their routes", app->config_path,
+             next->route_count);
+}
+
+static void
+signal_metrics_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    metrics_log_snapshot();
+}
+
+int
+main(int argc, char **argv)
+{
+    struct options opt = {0};
+    struct app app = {0};
+    struct event *sigs[5] = {0};
+    int rc = 0;
+
+    parse_args(argc, argv, &opt);
+    app.cfg = load_config(&opt);
+    if (app.cfg == NULL) {
+        fprintf(stderr, "wsplice: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    if (app.cfg->error_count > 0) {
+        config_print_errors(app.cfg, stderr);
+        fprintf(stderr, "wsplice: %zu error%s in %s\n", app.cfg->error_count,
+                app.cfg->error_count == 1 ? "" : "s", app.cfg->source);
+        config_free(app.cfg);
+        return EXIT_USAGE;
+    }
+    if (opt.check_only) {
+        if (opt.verbose)
+            config_dump(app.cfg, stdout);
+        fprintf(stderr, "wsplice: %s: configuration ok\n", app.cfg->source);
+        config_free(app.cfg);
+        return 0;
+    }
+    app.config_path = opt.config_path;
+    app.verbose = opt.verbose;
+    app_apply_config(&app);
+    signal(SIGPIPE, SIG_IGN);
+    event_set_log_callback(log_libevent_cb);
+
+    app.base = event_base_new();
+    if (app.base == NULL) {
+        log_error("cannot create the event loop");
+        config_free(app.cfg);
+        return EXIT_RUNTIME;
+    }
+    app.worker.base = app.base;
+    app.worker.on_empty = app_on_empty;
+    app.listeners = calloc(app.cfg->listener_count, sizeof *app.listeners);
+    for (size_t i = 0; app.listeners != NULL && i < app.cfg->listener_count; i++) {
+        app.listeners[i] = listener_new(&app.worker, &app.cfg->listeners[i], (unsigned)i);
+        if (app.listeners[i] == NULL) {
+            rc = EXIT_RUNTIME;
+            break;
+        }
+        app.listener_count++;
+    }
+    if (app.listeners == NULL)
+        rc = EXIT_RUNTIME;
+    if (rc == 0) {
+        sigs[0] = evsignal_new(app.base, SIGTERM, signal_stop_cb, &app);
+        sigs[1] = evsignal_new(app.base, SIGINT, signal_stop_cb, &app);
+        sigs[2] = evsignal_new(app.base, SIGHUP, signal_reload_cb, &app);
+        sigs[3] = evsignal_new(app.base, SIGUSR1, signal_metrics_cb, &app);
+        for (size_t i = 0; i < 4; i++)
+            if (sigs[i] != NULL)
+                event_add(sigs[i], NULL);
+        log_info("wsplice %s started: %zu listeners, %zu routes, max_sessions=%zu", WSPLICE_VERSION,
+                 app.listener_count, app.cfg->route_count, app.worker.max_sessions);
+        event_base_dispatch(app.base);
+        log_info("wsplice stopped");
+    }
+
+    session_free_all(&app.worker);
+    for (size_t i = 0; i < app.listener_count; i++)
+        listener_free(app.listeners[i]);
+    free(app.listeners);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        if (sigs[i] != NULL)
+            event_free(sigs[i]);
+    if (app.drain_timer != NULL)
+        event_free(app.drain_timer);
+    if (app.worker.dns != NULL)
+        evdns_base_free(app.worker.dns, 0);
+    event_base_free(app.base);
+    config_free(app.cfg);
+    libevent_global_shutdown();
+    return rc;
+}

@@ -1,0 +1,1209 @@
+/* session.c - one client <-> backend pipe. States: HANDSHAKE (reading the upgrade
+ * request) -> CONNECTING (backend connect, before any 101) -> OPEN (relaying) -> CLOSING
+ * (each side flushes, shuts its write side and lingers until EOF). Callbacks are fixed;
+ * the state and each side's phase decide what they do. Payload moves between evbuffers
+ * without copies; client payload is unmasked in place. */
+#include "session.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "base64.h"
+#include "http_upgrade.h"
+#include "log.h"
+#include "metrics.h"
+#include "route.h"
+#include "utf8.h"
+#include "ws_frame.h"
+
+#define SESSION_MAX_READ     (64 * 1024)  /* one read() from either side */
+#define SESSION_MAX_WRITE    (256 * 1024) /* one write() to either side */
+#define SESSION_PEEK_EXTENTS 16
+#define SESSION_PEER_MAX     56         /* "[" IPv6 "]:" port */
+#define BASE64_CHUNK         (3 * 1024) /* raw bytes encoded per step: a multiple of 3 */
+
+enum session_state {
+    SESSION_HANDSHAKE = 0,
+    SESSION_CONNECTING,
+    SESSION_OPEN,
+    SESSION_CLOSING,
+};
+
+/* How far one side of the session has got in ending. */
+enum side_phase {
+    SIDE_ACTIVE = 0, /* relaying */
+    SIDE_FLUSH,      /* writing what is queued, input discarded; then shutdown(SHUT_WR) */
+    SIDE_LINGER,     /* write side shut; input discarded until EOF, so close() sends no RST */
+};
+
+enum close_by {
+    BY_NONE = 0,
+    BY_CLIENT,
+    BY_BACKEND,
+    BY_GATEWAY,
+};
+
+/* Hands the result of an asynchronous name lookup back to a session that may have been
+ * freed meanwhile: the session clears 'session' instead of cancelling under our feet. */
+struct dns_ticket {
+    struct session *session;
+};
+
+struct session {
+    struct session *prev, *next; /* in worker->sessions */
+    struct worker *worker;       /* borrowed */
+    uint64_t id;                 /* "s=42" in every log line */
+    enum session_state state;    /* change only via session_set_state() */
+    struct bufferevent *client;  /* owned; NULL once that side has ended */
+    struct bufferevent *backend; /* owned; NULL until CONNECTING and after that side ended */
+    struct route_table *routes;  /* counted reference, taken at accept */
+    const struct route *route;   /* borrowed from routes; NULL until routed */
+    const struct limits *limits; /* borrowed from routes: the route's, or the defaults */
+    struct event timer;          /* the deadline of the current state */
+
+    enum side_phase client_phase, backend_phase;
+    bool close_sent;     /* we queued a close frame: no data frames may follow */
+    bool close_received; /* the client's close frame arrived */
+    bool backend_eof;    /* the backend shut its write side */
+    bool awaiting_pong;  /* a ping is out and nothing came back yet */
+    bool route_counted;  /* route_session_acquire() succeeded */
+    bool connect_timed_out;
+    bool tried_literal; /* the target's IP literal (or unix path) was tried */
+    bool opened;        /* 101 was sent */
+    enum http_subprotocol proto;
+    uint8_t listener_index;
+    uint16_t close_code; /* the code that ended the session, for the log */
+    enum close_by closed_by;
+    const char *close_reason;
+
+    /* The client frame being relayed: its payload streams through as it arrives. */
+    bool in_frame;
+    bool frame_fin;
+    uint8_t frame_mask[4];
+    uint64_t frame_remaining, frame_offset;
+    struct ws_message msg;
+    uint8_t utf8_state;
+    struct base64_decoder b64;
+
+    uint32_t max_request_bytes, handshake_timeout_ms;
+    uint64_t started_ms, state_since_ms, last_data_ms, last_client_ms, ping_sent_ms;
+    size_t closing_backlog; /* bytes still queued at the last CLOSING check */
+    uint64_t bytes_up, bytes_down;
+
+    struct evutil_addrinfo *addrs, *next_addr; /* owned: resolved backend addresses */
+    struct dns_ticket *dns;                    /* owned by the pending lookup */
+
+    char accept[HTTP_ACCEPT_LEN + 1];
+    char peer[SESSION_PEER_MAX];
+};
+
+static void session_free(struct session *s);
+static void session_client_frames(struct session *s);
+static void session_backend_data(struct session *s);
+static void session_connect_next(struct session *s);
+
+static uint64_t
+session_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *
+session_state_str(enum session_state st)
+{
+    switch (st) {
+    case SESSION_HANDSHAKE:
+        return "HANDSHAKE";
+    case SESSION_CONNECTING:
+        return "CONNECTING";
+    case SESSION_OPEN:
+        return "OPEN";
+    case SESSION_CLOSING:
+        return "CLOSING";
+    }
+    return "?";
+}
+
+static const char *
+session_by_str(enum close_by by)
+{
+    switch (by) {
+    case BY_CLIENT:
+        return "client";
+    case BY_BACKEND:
+        return "backend";
+    case BY_GATEWAY:
+        return "gateway";
+    case BY_NONE:
+        break;
+    }
+    return "none";
+}
+
+/* ---- timers ---- */
+
+static void
+session_arm_timer(struct session *s)
+{
+    uint64_t now = session_now_ms(), deadline = UINT64_MAX;
+    const struct limits *lim = s->limits;
+
+    switch (s->state) {
+    case SESSION_HANDSHAKE:
+        deadline = s->started_ms + s->handshake_timeout_ms;
+        break;
+    case SESSION_CONNECTING:
+        deadline = s->state_since_ms + lim->connect_timeout_ms;
+        break;
+    case SESSION_OPEN:
+        if (lim->idle_timeout_ms)
+            deadline = s->last_data_ms + lim->idle_timeout_ms;
+        if (lim->ping_interval_ms) {
+            uint64_t p = s->awaiting_pong ? s->ping_sent_ms + lim->ping_timeout_ms
+                                          : s->last_client_ms + lim->ping_interval_ms;
+            if (p < deadline)
+                deadline = p;
+        }
+        break;
+    case SESSION_CLOSING:
+        deadline = s->state_since_ms + lim->close_timeout_ms;
+        break;
+    }
+    if (deadline == UINT64_MAX) {
+        event_del(&s->timer);
+        return;
+    }
+    uint64_t delay = deadline > now ? deadline - now : 0;
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    event_add(&s->timer, &tv);
+}
+
+static void
+session_set_state(struct session *s, enum session_state next)
+{
+    static const bool legal[4][4] = {
+        [SESSION_HANDSHAKE] = {[SESSION_CONNECTING] = true, [SESSION_CLOSING] = true},
+        [SESSION_CONNECTING] = {[SESSION_OPEN] = true, [SESSION_CLOSING] = true},
+        [SESSION_OPEN] = {[SESSION_CLOSING] = true},
+    };
+
+    assert(legal[s->state][next]);
+    log_debug("session s=%" PRIu64 " %s -> %s", s->id, session_state_str(s->state), session_state_str(next));
+    s->state = next;
+    s->state_since_ms = session_now_ms();
+    session_arm_timer(s);
+}
+
+/* ---- flow control ---- */
+
+static void
+session_set_read(struct bufferevent *bev, bool want)
+{
+    bool on = (bufferevent_get_enabled(bev) & EV_READ) != 0;
+
+    if (want && !on)
+        bufferevent_enable(bev, EV_READ);
+    else if (!want && on)
+        bufferevent_disable(bev, EV_READ);
+}
+
+/* Read from a side only while the queue its data feeds is under the high-water mark.
+ * Sides that are ending always read: their input is discarded until EOF. */
+static void
+session_update_flow(struct session *s)
+{
+    size_t hw = s->limits->buffer_bytes;
+    bool client_takes_data = s->client != NULL && s->client_phase == SIDE_ACTIVE && !s->close_sent;
+    bool backend_takes_data = s->backend != NULL && s->backend_phase == SIDE_ACTIVE;
+
+    if (s->state != SESSION_OPEN && s->state != SESSION_CLOSING)
+        return;
+    if (s->client != NULL) {
+        bool want = true;
+        if (s->client_phase == SIDE_ACTIVE) {
+            /* Pongs and closes queue on the client's own output: bound that too. */
+            want = evbuffer_get_length(bufferevent_get_output(s->client)) < hw &&
+                   (!backend_takes_data || evbuffer_get_length(bufferevent_get_output(s->backend)) < hw);
+        }
+        session_set_read(s->client, want);
+    }
+    if (s->backend != NULL) {
+        bool want = !s->backend_eof;
+        if (want && s->backend_phase == SIDE_ACTIVE && client_takes_data)
+            want = evbuffer_get_length(bufferevent_get_output(s->client)) < hw;
+        session_set_read(s->backend, want);
+    }
+}
+
+/* ---- ending ---- */
+
+static void
+session_log_close(struct session *s)
+{
+    char target[ADDR_STR_MAX];
+    uint64_t dur = session_now_ms() - s->started_ms;
+
+    log_info("session s=%" PRIu64 " close client=%s route=%s target=%s up=%" PRIu64 " down=%" PRIu64
+             " dur=%" PRIu64 ".%03us code=%u by=%s reason=\"%s\"",
+             s->id, s->peer, s->route->name, addr_format(&s->route->target, target, sizeof target),
+             s->bytes_up, s->bytes_down, dur / 1000, (unsigned)(dur % 1000), s->close_code,
+             session_by_str(s->closed_by), s->close_reason ? s->close_reason : "");
+}
+
+/* Tear everything down now. 's' is gone afterwards. */
+static void
+session_free(struct session *s)
+{
+    struct worker *w = s->worker;
+
+    if (s->opened) {
+        session_log_close(s);
+        METRICS_SUB(sessions_open, 1);
+    } else {
+        log_debug("session s=%" PRIu64 " end state=%s", s->id, session_state_str(s->state));
+    }
+    if (s->client != NULL)
+        bufferevent_free(s->client);
+    if (s->backend != NULL)
+        bufferevent_free(s->backend);
+    if (s->dns != NULL)
+        s->dns->session = NULL; /* the lookup frees the ticket when it returns */
+    if (s->addrs != NULL)
+        evutil_freeaddrinfo(s->addrs);
+    event_del(&s->timer);
+    if (s->route_counted)
+        route_session_release(s->routes, s->route);
+    route_table_unref(s->routes);
+    METRICS_ADD(bytes_up, s->bytes_up);
+    METRICS_ADD(bytes_down, s->bytes_down);
+    METRICS_SUB(sessions_current, 1);
+
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    w->session_count--;
+    free(s);
+    if (w->draining && w->session_count == 0 && w->on_empty != NULL)
+        w->on_empty(w);
+}
+
+/* The client side is finished: release it, and the session if nothing is left. */
+static void
+session_client_done(struct session *s)
+{
+    bufferevent_free(s->client);
+    s->client = NULL;
+    if (s->backend == NULL || s->state == SESSION_CONNECTING)
+        session_free(s);
+}
+
+static void
+session_backend_done(struct session *s)
+{
+    bufferevent_free(s->backend);
+    s->backend = NULL;
+    if (s->client == NULL)
+        session_free(s);
+}
+
+/* The write side of a side has flushed: send FIN and wait for the peer's EOF. */
+static void
+session_client_shutdown(struct session *s)
+{
+    s->client_phase = SIDE_LINGER;
+    shutdown(bufferevent_getfd(s->client), SHUT_WR);
+    bufferevent_enable(s->client, EV_READ);
+}
+
+/* May free 's'. */
+static void
+session_backend_shutdown(struct session *s)
+{
+    s->backend_phase = SIDE_LINGER;
+    shutdown(bufferevent_getfd(s->backend), SHUT_WR);
+    if (s->backend_eof) {
+        session_backend_done(s); /* the backend already closed its side: nothing to wait for */
+        return;
+    }
+    bufferevent_enable(s->backend, EV_READ);
+}
+
+/* Stop relaying to the client: flush what is queued (a close frame or an HTTP reply),
+ * then shut down and linger. */
+static void
+session_client_finish(struct session *s)
+{
+    if (s->client == NULL || s->client_phase != SIDE_ACTIVE)
+        return;
+    s->client_phase = SIDE_FLUSH;
+    bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+    evbuffer_drain(bufferevent_get_input(s->client), evbuffer_get_length(bufferevent_get_input(s->client)));
+    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0)
+        session_client_shutdown(s);
+}
+
+/* Stop relaying to the backend: every byte already queued for it is written first.
+ * May free 's' (when the client is already gone). */
+static void
+session_backend_finish(struct session *s)
+{
+    if (s->backend == NULL || s->backend_phase != SIDE_ACTIVE)
+        return;
+    s->backend_phase = SIDE_FLUSH;
+    bufferevent_setwatermark(s->backend, EV_WRITE, 0, 0);
+    evbuffer_drain(bufferevent_get_input(s->backend), evbuffer_get_length(bufferevent_get_input(s->backend)));
+    if (evbuffer_get_length(bufferevent_get_output(s->backend)) == 0)
+        session_backend_shutdown(s);
+}
+
+static void
+session_enter_closing(struct session *s)
+{
+    if (s->state != SESSION_CLOSING) {
+        session_set_state(s, SESSION_CLOSING);
+        s->closing_backlog = SIZE_MAX;
+    }
+}
+
+/* Record why the session ends; the first reason wins. */
+static void
+session_note_close(struct session *s, uint16_t code, enum close_by by, const char *reason)
+{
+    if (s->closed_by != BY_NONE)
+        return;
+    s->close_code = code;
+    s->closed_by = by;
+    s->close_reason = reason;
+}
+
+/* Queue a close frame to the client, once (§5.5.1). */
+static void
+session_send_close(struct session *s, uint16_t code, const char *reason)
+{
+    uint8_t frame[2 + WS_MAX_CONTROL_PAYLOAD];
+
+    if (s->close_sent || s->client == NULL || s->client_phase != SIDE_ACTIVE)
+        return;
+    size_t n = ws_close_encode(frame, code, reason, strlen(reason));
+    bufferevent_write(s->client, frame, n);
+    s->close_sent = true;
+}
+
+/* Fail the WebSocket connection (§7.1.7): close frame with 'code', then drop the TCP
+ * connection without waiting for the reply. Bytes the client sent before the error still
+ * reach the backend. May free 's'. */
+static void
+session_fail(struct session *s, uint16_t code, const char *reason)
+{
+    METRICS_ADD(protocol_errors, 1);
+    log_debug("session s=%" PRIu64 " fail code=%u reason=\"%s\"", s->id, code, reason);
+    session_note_close(s, code, BY_GATEWAY, reason);
+    session_send_close(s, code, reason);
+    session_enter_closing(s);
+    session_client_finish(s);
+    session_backend_finish(s);
+}
+
+/* Start a close handshake from our side ('code' 1001 for idle timeouts and shutdown):
+ * the backend is flushed and closed, the client gets close_timeout to answer. May free 's'. */
+static void
+session_close_gracefully(struct session *s, uint16_t code, const char *reason)
+{
+    session_note_close(s, code, BY_GATEWAY, reason);
+    session_send_close(s, code, reason);
+    session_enter_closing(s);
+    session_backend_finish(s);
+}
+
+/* Answer the handshake with an HTTP error and close. */
+static void
+session_reject(struct session *s, int status, const char *reason)
+{
+    char reply[HTTP_REPLY_MAX];
+    size_t n = http_upgrade_format_error(reply, status, reason);
+
+    log_info("session s=%" PRIu64 " reject client=%s status=%d reason=\"%s\"", s->id, s->peer, status,
+             reason);
+    METRICS_ADD(handshakes_rejected, 1);
+    if (s->dns != NULL) {
+        s->dns->session = NULL; /* a late answer must not restart the connect */
+        s->dns = NULL;
+    }
+    if (s->backend != NULL) {
+        bufferevent_free(s->backend);
+        s->backend = NULL;
+    }
+    bufferevent_write(s->client, reply, n);
+    session_enter_closing(s);
+    session_client_finish(s);
+}
+
+/* ---- client -> backend ---- */
+
+static void
+session_send_control(struct session *s, uint8_t opcode, const uint8_t *payload, size_t len)
+{
+    uint8_t frame[WS_MAX_SERVER_HEADER_LEN + WS_MAX_CONTROL_PAYLOAD];
+    size_t h = ws_frame_encode_header(frame, true, opcode, len);
+
+    if (len > 0)
+        memcpy(frame + h, payload, len);
+    bufferevent_write(s->client, frame, h + len);
+}
+
+/* A whole control frame, unmasked. Returns -1 when the session stopped reading frames. */
+static int
+session_client_control(struct session *s, uint8_t opcode, const uint8_t *payload, size_t len)
+{
+    uint16_t code = 0;
+    enum ws_close_result cr;
+
+    switch (opcode) {
+    case WS_OP_PING:
+        if (!s->close_sent)
+            session_send_control(s, WS_OP_PONG, payload, len); /* §5.5.3: same payload */
+        return 0;
+    case WS_OP_PONG:
+        return 0; /* liveness is noted for every frame */
+    case WS_OP_CLOSE:
+        cr = ws_close_parse(payload, len, &code);
+        if (cr != WS_CLOSE_OK) {
+            session_fail(s, cr == WS_CLOSE_BAD_REASON ? WS_CLOSE_INVALID_DATA : WS_CLOSE_PROTOCOL_ERROR,
+                         ws_close_result_str(cr));
+            return -1;
+        }
+        s->close_received = true;
+        session_note_close(s, code, BY_CLIENT, "client close");
+        /* Echo the code (§5.5.1); the server then closes TCP first (§7.1.1). */
+        session_send_close(s, code, "");
+        session_enter_closing(s);
+        session_client_finish(s);
+        session_backend_finish(s); /* the client is still there: 's' survives */
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+/* Relay 'n' payload bytes (n > 0, all in 'in') of the current data frame. Returns -1 on
+ * a fatal payload error (session failed). */
+static int
+session_client_payload(struct session *s, struct evbuffer *in, size_t n)
+{
+    struct evbuffer_iovec vec[SESSION_PEEK_EXTENTS];
+    struct evbuffer *out;
+    size_t done = 0;
+    int cnt;
+
+    if (s->backend == NULL || s->backend_phase != SIDE_ACTIVE) {
+        evbuffer_drain(in, n); /* nowhere to deliver it: the backend side has ended */
+        done = n;
+        goto out;
+    }
+    out = bufferevent_get_output(s->backend);
+    cnt = evbuffer_peek(in, (ev_ssize_t)n, NULL, vec, SESSION_PEEK_EXTENTS);
+    if (cnt > SESSION_PEEK_EXTENTS)
+        cnt = SESSION_PEEK_EXTENTS; /* the rest goes on the next pass */
+    for (int i = 0; i < cnt && done < n; i++) {
+        uint8_t *p = vec[i].iov_base;
+        size_t len = vec[i].iov_len < n - done ? vec[i].iov_len : n - done;
+
+        ws_frame_unmask(p, len, s->frame_mask, s->frame_offset + done);
+        if (s->proto == HTTP_SUBPROTOCOL_BASE64) {
+            struct evbuffer_iovec space;
+            size_t out_len = 0;
+            if (evbuffer_reserve_space(out, (ev_ssize_t)(len / 4 * 3 + 3), &space, 1) != 1) {
+                session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+                return -1;
+            }
+            if (base64_decode_update(&s->b64, p, len, space.iov_base, &out_len) != BASE64_OK) {
+                session_fail(s, WS_CLOSE_INVALID_DATA, "invalid base64 payload");
+                return -1;
+            }
+            space.iov_len = out_len;
+            evbuffer_commit_space(out, &space, 1);
+            s->bytes_up += out_len;
+        } else if (s->msg.opcode == WS_OP_TEXT && utf8_validate(&s->utf8_state, p, len) == UTF8_INVALID) {
+            session_fail(s, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+            return -1;
+        }
+        done += len;
+    }
+    if (s->proto == HTTP_SUBPROTOCOL_BASE64) {
+        evbuffer_drain(in, done);
+    } else {
+        evbuffer_remove_buffer(in, out, done);
+        s->bytes_up += done;
+    }
+out:
+    s->frame_offset += done;
+    s->frame_remaining -= done;
+    return 0;
+}
+
+/* The current data frame is complete. Returns -1 if the session failed. */
+static int
+session_client_frame_end(struct session *s)
+{
+    s->in_frame = false;
+    if (!s->frame_fin)
+        return 0;
+    if (s->proto == HTTP_SUBPROTOCOL_BASE64) {
+        if (base64_decode_final(&s->b64) != BASE64_OK) {
+            session_fail(s, WS_CLOSE_INVALID_DATA, "base64 message not padded to a whole quantum");
+            return -1;
+        }
+    } else if (s->msg.opcode == WS_OP_TEXT && s->utf8_state != UTF8_STATE_INIT) {
+        session_fail(s, WS_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
+        return -1;
+    }
+    ws_message_end(&s->msg);
+    return 0;
+}
+
+/* Parse and relay every complete piece of client input. */
+static void
+session_client_frames(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    bool got_any = false;
+
+    while (s->client != NULL && s->client_phase == SIDE_ACTIVE) {
+        size_t avail = evbuffer_get_length(in);
+        uint8_t hb[WS_MAX_HEADER_LEN];
+        struct ws_frame_header h;
+
+        if (avail == 0)
+            break;
+        got_any = true;
+        if (s->in_frame) {
+            size_t n = avail < s->frame_remaining ? avail : (size_t)s->frame_remaining;
+            if (n > 0 && session_client_payload(s, in, n) < 0)
+                return;
+            if (s->frame_remaining == 0 && session_client_frame_end(s) < 0)
+                return;
+            continue;
+        }
+        size_t hn = evbuffer_copyout(in, hb, avail < sizeof hb ? avail : sizeof hb);
+        enum ws_parse_result r = ws_frame_parse_header(hb, hn, s->limits->max_frame_bytes, &h);
+        if (r == WS_PARSE_NEED_MORE)
+            break;
+        if (r != WS_PARSE_OK) {
+            session_fail(s, ws_parse_result_close_code(r), ws_parse_result_str(r));
+            return;
+        }
+        if (h.opcode & 0x8) {
+            uint8_t payload[WS_MAX_CONTROL_PAYLOAD];
+            if (avail < h.header_len + h.payload_len)
+                break; /* control frames are acted on whole; they are at most 139 bytes */
+            evbuffer_drain(in, h.header_len);
+            evbuffer_remove(in, payload, (size_t)h.payload_len);
+            ws_frame_unmask(payload, (size_t)h.payload_len, h.mask, 0);
+            if (session_client_control(s, h.opcode, payload, (size_t)h.payload_len) < 0)
+                break;
+            continue;
+        }
+        r = ws_message_add_frame(&s->msg, &h, s->limits->max_message_bytes);
+        if (r != WS_PARSE_OK) {
+            session_fail(s, ws_parse_result_close_code(r), ws_parse_result_str(r));
+            return;
+        }
+        if (h.opcode != WS_OP_CONT) {
+            s->utf8_state = UTF8_STATE_INIT;
+            base64_decoder_init(&s->b64);
+        }
+        evbuffer_drain(in, h.header_len);
+        s->in_frame = true;
+        s->frame_fin = h.fin;
+        memcpy(s->frame_mask, h.mask, sizeof s->frame_mask);
+        s->frame_remaining = h.payload_len;
+        s->frame_offset = 0;
+        if (h.payload_len == 0 && session_client_frame_end(s) < 0)
+            return;
+    }
+    if (got_any) {
+        uint64_t now = session_now_ms();
+        s->last_client_ms = now;
+        s->last_data_ms = now;
+        s->awaiting_pong = false;
+    }
+}
+
+/* ---- backend -> client ---- */
+
+/* Frame 'n' bytes of 'in' as one base64 text message: header and payload are written
+ * into a single reservation, so a failed allocation leaves 'out' untouched. */
+static int
+session_backend_base64(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    uint8_t raw[BASE64_CHUNK];
+    struct evbuffer_iovec space;
+    size_t enc_len = BASE64_ENCODED_LEN(n);
+
+    if (evbuffer_reserve_space(out, (ev_ssize_t)(enc_len + WS_MAX_SERVER_HEADER_LEN), &space, 1) != 1)
+        return -1;
+    size_t o = ws_frame_encode_header(space.iov_base, true, WS_OP_TEXT, enc_len);
+    while (n > 0) {
+        size_t chunk = n < sizeof raw ? n : sizeof raw;
+        evbuffer_remove(in, raw, chunk);
+        o += base64_encode(raw, chunk, (char *)space.iov_base + o);
+        n -= chunk;
+    }
+    space.iov_len = o;
+    return evbuffer_commit_space(out, &space, 1);
+}
+
+/* Everything the backend sent so far becomes one message to the client. */
+static void
+session_backend_data(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->backend);
+    size_t n = evbuffer_get_length(in);
+    uint8_t hdr[WS_MAX_SERVER_HEADER_LEN];
+
+    if (n == 0)
+        return;
+    if (s->client == NULL || s->client_phase != SIDE_ACTIVE || s->close_sent) {
+        evbuffer_drain(in, n); /* after our close frame no data frame may follow (§5.5.1) */
+        return;
+    }
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    if (s->proto == HTTP_SUBPROTOCOL_BASE64) {
+        if (session_backend_base64(in, out, n) == -1) {
+            evbuffer_drain(in, n);
+            session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+            return;
+        }
+    } else {
+        evbuffer_add(out, hdr, ws_frame_encode_header(hdr, true, WS_OP_BINARY, n));
+        evbuffer_remove_buffer(in, out, n);
+    }
+    s->bytes_down += n;
+    s->last_data_ms = session_now_ms();
+}
+
+/* ---- callbacks ---- */
+
+static void session_client_read_cb(struct bufferevent *bev, void *arg);
+
+static void
+session_handshake(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    size_t len = evbuffer_get_length(in);
+    size_t want = len < s->max_request_bytes ? len : s->max_request_bytes;
+    const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
+    struct http_request req;
+    enum http_parse_result pr = http_upgrade_parse(buf, want, s->max_request_bytes, &req);
+    enum http_upgrade_verdict verdict;
+    char path[LOG_ESCAPE_MAX], host[LOG_ESCAPE_MAX], origin[LOG_ESCAPE_MAX];
+
+    if (pr == HTTP_PARSE_NEED_MORE)
+        return;
+    if (pr == HTTP_PARSE_TOO_BIG) {
+        session_reject(s, 431, http_parse_result_str(pr));
+        return;
+    }
+    if (pr != HTTP_PARSE_OK) {
+        session_reject(s, 400, http_parse_result_str(pr));
+        return;
+    }
+    verdict = http_upgrade_validate(&req);
+    log_debug("session s=%" PRIu64 " request path=%s host=%s origin=%s verdict=%d", s->id,
+              log_escape(path, sizeof path, req.path.ptr, req.path.len),
+              log_escape(host, sizeof host, req.host.ptr, req.host.len),
+              log_escape(origin, sizeof origin, req.origin.ptr, req.origin.len), (int)verdict);
+    if (verdict != HTTP_UPGRADE_OK) {
+        session_reject(s, http_upgrade_verdict_status(verdict), http_upgrade_verdict_str(verdict));
+        return;
+    }
+    s->route =
+        route_lookup(s->routes, s->listener_index, req.host.ptr, req.host.len, req.path.ptr, req.path.len);
+    if (s->route == NULL) {
+        log_info("session s=%" PRIu64 " no route path=%s host=%s", s->id,
+                 log_escape(path, sizeof path, req.path.ptr, req.path.len),
+                 log_escape(host, sizeof host, req.host.ptr, req.host.len));
+        session_reject(s, 404, "no route for this path");
+        return;
+    }
+    s->limits = &s->route->limits;
+    if (!route_session_acquire(s->routes, s->route)) {
+        session_reject(s, 503, "route at its session limit");
+        return;
+    }
+    s->route_counted = true;
+    if (http_upgrade_accept_key(req.key.ptr, req.key.len, s->accept) == -1) {
+        session_reject(s, 500, "cannot compute the accept key");
+        return;
+    }
+    s->proto = http_upgrade_choose_subprotocol(&req);
+    evbuffer_drain(in, req.head_len);
+    /* Frames the client sends early wait in the input buffer until the 101 is out. */
+    session_set_read(s->client, false);
+    session_set_state(s, SESSION_CONNECTING);
+    session_connect_next(s);
+}
+
+static void
+session_client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+
+    if (s->client_phase != SIDE_ACTIVE) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    switch (s->state) {
+    case SESSION_HANDSHAKE:
+        session_handshake(s);
+        return;
+    case SESSION_CONNECTING:
+        return;
+    case SESSION_OPEN:
+    case SESSION_CLOSING:
+        session_client_frames(s);
+        if (s->client != NULL)
+            session_update_flow(s);
+        return;
+    }
+}
+
+static void
+session_client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+
+    if (s->client_phase == SIDE_FLUSH) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            session_client_shutdown(s);
+        return;
+    }
+    session_update_flow(s);
+}
+
+static void
+session_client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+
+    (void)bev;
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+        return;
+    if (s->state == SESSION_OPEN || (s->state == SESSION_CLOSING && s->client_phase == SIDE_ACTIVE)) {
+        session_note_close(s, WS_CLOSE_ABNORMAL, BY_CLIENT,
+                           (what & BEV_EVENT_ERROR) ? "client connection reset" : "client closed TCP");
+    } else if (s->state == SESSION_HANDSHAKE) {
+        log_debug("session s=%" PRIu64 " client left during handshake", s->id);
+    }
+    bool relaying = s->backend != NULL && s->backend_phase == SIDE_ACTIVE && s->state != SESSION_CONNECTING;
+    if (relaying)
+        session_enter_closing(s);
+    session_client_done(s);
+    /* The client is gone; if the session lives on, deliver what it sent, then close. */
+    if (relaying)
+        session_backend_finish(s);
+}
+
+static void
+session_backend_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+
+    if (s->backend_phase != SIDE_ACTIVE) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    session_backend_data(s);
+    session_update_flow(s);
+}
+
+static void
+session_backend_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+
+    if (s->backend_phase == SIDE_FLUSH) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            session_backend_shutdown(s);
+        return;
+    }
+    session_update_flow(s);
+}
+
+static void
+session_backend_connected(struct session *s)
+{
+    char reply[HTTP_REPLY_MAX];
+    char target[ADDR_STR_MAX];
+    size_t lw = s->limits->buffer_bytes / 2;
+    int one = 1;
+    evutil_socket_t fd = bufferevent_getfd(s->backend);
+
+    if (s->route->target.kind == ADDR_INET)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (s->addrs != NULL) {
+        evutil_freeaddrinfo(s->addrs);
+        s->addrs = s->next_addr = NULL;
+    }
+    /* Backpressure: each write callback fires when a queue drains to half the mark. */
+    bufferevent_setwatermark(s->client, EV_WRITE, lw, 0);
+    bufferevent_setwatermark(s->backend, EV_WRITE, lw, 0);
+    bufferevent_set_max_single_read(s->client, SESSION_MAX_READ);
+    bufferevent_set_max_single_read(s->backend, SESSION_MAX_READ);
+    bufferevent_set_max_single_write(s->client, SESSION_MAX_WRITE);
+    bufferevent_set_max_single_write(s->backend, SESSION_MAX_WRITE);
+
+    bufferevent_write(s->client, reply, http_upgrade_format_101(reply, s->accept, s->proto));
+    s->opened = true;
+    METRICS_ADD(upgrades_total, 1);
+    METRICS_ADD(sessions_open, 1);
+    s->last_data_ms = s->last_client_ms = session_now_ms();
+    session_set_state(s, SESSION_OPEN);
+    log_info("session s=%" PRIu64 " open client=%s route=%s target=%s proto=%s", s->id, s->peer,
+             s->route->name, addr_format(&s->route->target, target, sizeof target),
+             http_subprotocol_str(s->proto));
+    bufferevent_enable(s->backend, EV_READ | EV_WRITE);
+    session_client_frames(s); /* anything the client sent before the 101 */
+    if (s->client != NULL)
+        session_update_flow(s);
+}
+
+static void
+session_connect_failed(struct session *s)
+{
+    char target[ADDR_STR_MAX];
+    bool timeout = s->connect_timed_out;
+
+    METRICS_ADD(backend_connect_failures, 1);
+    log_warn("session s=%" PRIu64 " backend connect failed route=%s target=%s reason=%s", s->id,
+             s->route->name, addr_format(&s->route->target, target, sizeof target),
+             timeout ? "timeout" : "refused_or_unreachable");
+    session_reject(s, timeout ? 504 : 502,
+                   timeout ? "backend did not answer in time" : "backend refused or unreachable");
+}
+
+static void
+session_backend_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+
+    (void)bev;
+    if (s->state == SESSION_CONNECTING) {
+        if (what & BEV_EVENT_CONNECTED) {
+            session_backend_connected(s);
+            return;
+        }
+        /* This address failed: try the next one. */
+        bufferevent_free(s->backend);
+        s->backend = NULL;
+        session_connect_next(s);
+        return;
+    }
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+        return;
+    if (s->backend_phase != SIDE_ACTIVE) {
+        if ((what & BEV_EVENT_EOF) && s->backend_phase == SIDE_FLUSH) {
+            s->backend_eof = true; /* half-closed: keep writing what is queued */
+            return;
+        }
+        session_backend_done(s);
+        return;
+    }
+    /* The backend ended while relaying: every byte it sent goes out before the close. */
+    session_backend_data(s);
+    if (what & BEV_EVENT_EOF) {
+        s->backend_eof = true;
+        session_note_close(s, WS_CLOSE_NORMAL, BY_BACKEND, "backend closed");
+        session_send_close(s, WS_CLOSE_NORMAL, "backend closed");
+        session_enter_closing(s);
+        if (s->client == NULL)
+            session_backend_done(s);
+        else
+            session_update_flow(s); /* the client may still send until it answers the close */
+        return;
+    }
+    session_note_close(s, WS_CLOSE_BAD_GATEWAY, BY_BACKEND, "backend connection reset");
+    session_send_close(s, WS_CLOSE_BAD_GATEWAY, "backend connection reset");
+    session_enter_closing(s);
+    session_backend_done(s);
+}
+
+static void
+session_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct dns_ticket *ticket = arg;
+    struct session *s = ticket->session;
+
+    free(ticket);
+    if (s == NULL) {
+        if (res != NULL)
+            evutil_freeaddrinfo(res);
+        return;
+    }
+    s->dns = NULL;
+    if (result != 0) {
+        char target[ADDR_STR_MAX];
+        METRICS_ADD(backend_connect_failures, 1);
+        log_warn("session s=%" PRIu64 " backend name lookup failed route=%s target=%s reason=\"%s\"", s->id,
+                 s->route->name, addr_format(&s->route->target, target, sizeof target),
+                 evutil_gai_strerror(result));
+        session_reject(s, 502, "backend name did not resolve");
+        return;
+    }
+    s->addrs = s->next_addr = res;
+    session_connect_next(s);
+}
+
+static int
+session_resolve(struct session *s)
+{
+    struct worker *w = s->worker;
+    struct evutil_addrinfo hints = {0};
+    char port[8];
+    struct dns_ticket *ticket;
+
+    if (w->dns == NULL) {
+        w->dns =
+            evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (w->dns == NULL) {
+            log_error("cannot start the DNS resolver");
+            return -1;
+        }
+    }
+    ticket = calloc(1, sizeof *ticket);
+    if (ticket == NULL)
+        return -1;
+    ticket->session = s;
+    s->dns = ticket;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+    snprintf(port, sizeof port, "%u", s->route->target.port);
+    /* The callback may run before this returns (hosts file hits); the ticket covers both. */
+    evdns_getaddrinfo(w->dns, s->route->target.host, port, &hints, session_dns_cb, ticket);
+    return 0;
+}
+
+/* Start connecting to one address. Returns -1 if that failed at once. */
+static int
+session_connect_try(struct session *s, const struct sockaddr *sa, socklen_t sa_len)
+{
+    evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd == -1) {
+        log_warn("session s=%" PRIu64 " backend socket: %s", s->id, strerror(errno));
+        return -1;
+    }
+    s->backend = bufferevent_socket_new(s->worker->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (s->backend == NULL) {
+        close(fd);
+        return -1;
+    }
+    bufferevent_setcb(s->backend, session_backend_read_cb, session_backend_write_cb, session_backend_event_cb,
+                      s);
+    if (bufferevent_socket_connect(s->backend, sa, (int)sa_len) == -1) {
+        bufferevent_free(s->backend); /* also drops any error callback it scheduled */
+        s->backend = NULL;
+        return -1;
+    }
+    s->state_since_ms = session_now_ms();
+    session_arm_timer(s);
+    return 0;
+}
+
+/* Try the next backend address, or give up with 502/504. */
+static void
+session_connect_next(struct session *s)
+{
+    const struct addr *t = &s->route->target;
+
+    for (;;) {
+        if (t->is_numeric) {
+            if (s->tried_literal)
+                break;
+            s->tried_literal = true;
+            if (session_connect_try(s, (const struct sockaddr *)&t->sa, t->sa_len) == 0)
+                return;
+            continue;
+        }
+        if (s->addrs == NULL) {
+            if (s->dns == NULL && session_resolve(s) == -1)
+                break;
+            return; /* session_dns_cb continues */
+        }
+        if (s->next_addr == NULL)
+            break;
+        struct evutil_addrinfo *ai = s->next_addr;
+        s->next_addr = ai->ai_next;
+        if (session_connect_try(s, ai->ai_addr, (socklen_t)ai->ai_addrlen) == 0)
+            return;
+    }
+    session_connect_failed(s);
+}
+
+static void
+session_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    uint64_t now = session_now_ms();
+    const struct limits *lim = s->limits;
+
+    (void)fd;
+    (void)what;
+    switch (s->state) {
+    case SESSION_HANDSHAKE:
+        session_reject(s, 408, "request head not received in time");
+        return;
+    case SESSION_CONNECTING:
+        if (now < s->state_since_ms + lim->connect_timeout_ms)
+            break;
+        s->connect_timed_out = true;
+        bufferevent_free(s->backend);
+        s->backend = NULL;
+        session_connect_next(s);
+        return;
+    case SESSION_OPEN:
+        if (lim->idle_timeout_ms && now >= s->last_data_ms + lim->idle_timeout_ms) {
+            session_close_gracefully(s, WS_CLOSE_GOING_AWAY, "idle timeout");
+            return;
+        }
+        if (lim->ping_interval_ms && s->awaiting_pong && now >= s->ping_sent_ms + lim->ping_timeout_ms) {
+            if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0) {
+                session_note_close(s, WS_CLOSE_ABNORMAL, BY_GATEWAY, "ping timeout");
+                session_fail(s, WS_CLOSE_GOING_AWAY, "ping timeout");
+                return;
+            }
+            s->ping_sent_ms = now; /* the ping is still queued behind data: wait for it to go out */
+        } else if (lim->ping_interval_ms && !s->awaiting_pong &&
+                   now >= s->last_client_ms + lim->ping_interval_ms) {
+            session_send_control(s, WS_OP_PING, NULL, 0);
+            s->awaiting_pong = true;
+            s->ping_sent_ms = now;
+        }
+        break;
+    case SESSION_CLOSING: {
+        /* Time is up, unless a side is still flushing and made progress since the last look. */
+        size_t backlog = 0;
+        if (s->client != NULL && s->client_phase == SIDE_FLUSH)
+            backlog += evbuffer_get_length(bufferevent_get_output(s->client));
+        if (s->backend != NULL && s->backend_phase == SIDE_FLUSH)
+            backlog += evbuffer_get_length(bufferevent_get_output(s->backend));
+        if (backlog > 0 && backlog < s->closing_backlog) {
+            s->closing_backlog = backlog;
+            s->state_since_ms = now;
+            break;
+        }
+        log_debug("session s=%" PRIu64 " close timeout", s->id);
+        session_note_close(s, WS_CLOSE_ABNORMAL, BY_GATEWAY, "close timeout");
+        session_free(s);
+        return;
+    }
+    }
+    session_arm_timer(s);
+}
+
+/* ---- public ---- */
+
+void
+session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, socklen_t peer_len,
+              unsigned listener_index, const struct listener_limits *limits)
+{
+    struct session *s = calloc(1, sizeof *s);
+
+    if (s == NULL) {
+        log_error("session: out of memory, dropping a connection");
+        evutil_closesocket(fd);
+        return;
+    }
+    s->worker = w;
+    s->id = ++w->next_session_id;
+    s->listener_index = (uint8_t)listener_index;
+    s->max_request_bytes = limits->max_request_bytes;
+    s->handshake_timeout_ms = limits->handshake_timeout_ms;
+    s->started_ms = s->state_since_ms = session_now_ms();
+    s->routes = w->cfg->routes;
+    route_table_ref(s->routes);
+    s->limits = route_table_defaults(s->routes);
+    addr_format_sockaddr(peer, peer_len, s->peer, sizeof s->peer);
+    event_assign(&s->timer, w->base, -1, 0, session_timer_cb, s);
+
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->session_count++;
+    METRICS_ADD(sessions_current, 1);
+    METRICS_ADD(sessions_total, 1);
+
+    s->client = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (s->client == NULL) {
+        log_error("session s=%" PRIu64 " cannot set up the connection", s->id);
+        evutil_closesocket(fd);
+        session_free(s);
+        return;
+    }
+    bufferevent_setcb(s->client, session_client_read_cb, session_client_write_cb, session_client_event_cb, s);
+    log_debug("session s=%" PRIu64 " accept client=%s", s->id, s->peer);
+    if (w->draining) {
+        session_reject(s, 503, "server shutting down");
+        return;
+    }
+    if (w->max_sessions != 0 && w->session_count > w->max_sessions) {
+        session_reject(s, 503, "gateway at its session limit");
+        return;
+    }
+    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    session_arm_timer(s);
+}
+
+void
+session_drain_all(struct worker *w)
+{
+    struct session *s = w->sessions;
+
+    while (s != NULL) {
+        struct session *next = s->next; /* 's' may be freed below */
+        switch (s->state) {
+        case SESSION_HANDSHAKE:
+        case SESSION_CONNECTING:
+            session_reject(s, 503, "server shutting down");
+            break;
+        case SESSION_OPEN:
+            session_close_gracefully(s, WS_CLOSE_GOING_AWAY, "server shutting down");
+            break;
+        case SESSION_CLOSING:
+            break;
+        }
+        s = next;
+    }
+}
+
+void
+session_free_all(struct worker *w)
+{
+    while (w->sessions != NULL)
+        session_free(w->sessions);
+}

@@ -1,0 +1,28 @@
+/* worker.h - one event loop and the sessions it runs. Today the process has one; with
+ * `workers = N` each thread gets its own, and nothing here is shared between them except
+ * the route table (reference-counted) and the metrics (atomic). */
+#ifndef WSPLICE_WORKER_H
+#define WSPLICE_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct evdns_base;
+struct config;
+struct session;
+
+struct worker {
+    struct event_base *base;  /* borrowed from main */
+    struct evdns_base *dns;   /* owned; created on the first backend name to resolve */
+    const struct config *cfg; /* borrowed: the config new sessions start with */
+    struct session *sessions; /* owned: every live session, linked through session->next */
+    size_t session_count;
+    size_t max_sessions; /* the effective global limit */
+    uint64_t next_session_id;
+    bool draining;                      /* SIGTERM: no new sessions; break the loop when empty */
+    void (*on_empty)(struct worker *w); /* called when draining and the last session ends */
+};
+
+#endif

@@ -1,0 +1,53 @@
+"""Fixtures: every gateway and backend a test starts is torn down after it, and a
+gateway that crashed or reported a sanitizer error fails the test."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import harness  # noqa: E402
+
+
+@pytest.fixture
+def cleanup():
+    things = []
+    yield things
+    for t in reversed(things):
+        t.close()
+
+
+@pytest.fixture
+def echo(cleanup):
+    b = harness.EchoBackend()
+    cleanup.append(b)
+    return b
+
+
+@pytest.fixture
+def gw_factory(cleanup):
+    """gw_factory(config_text=None, args=None, **kw) -> running Gateway."""
+    started = []
+
+    def make(config=None, args=None, **kw):
+        g = harness.Gateway(config=config, args=args, **kw)
+        started.append(g)
+        cleanup.append(g)
+        return g
+
+    yield make
+    for g in started:
+        log = g.log()
+        assert "ERROR: AddressSanitizer" not in log, log
+        assert "runtime error:" not in log, log  # UBSan
+        assert "LeakSanitizer" not in log, log
+        if g.proc.poll() is not None and g.proc.returncode < 0:
+            pytest.fail("wsplice died from signal %d:\n%s" % (-g.proc.returncode, log))
+
+
+@pytest.fixture
+def gw_echo(gw_factory, echo):
+    """A gateway with one route /* to an echo backend."""
+    return gw_factory(harness.config(routes={"echo": {"path": "/*", "target": "127.0.0.1:%d" % echo.port}}))
