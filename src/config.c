@@ -21,6 +21,7 @@ enum option_type {
     OPT_BIND,    /* [host:]port for listening */
     OPT_TARGET,  /* host:port or unix:/path */
     OPT_PATH,    /* URL path pattern: "/exact" or "/prefix*" */
+    OPT_FILE,    /* a file name */
     OPT_HOSTS,   /* host names, "*.suffix" wildcards, or "*" for any */
     OPT_NAMES,   /* section names, or "*" for all */
 };
@@ -52,6 +53,8 @@ static const struct option_spec gateway_options[] = {
      "most concurrent connections in all; more get 503. 0 = as many as the descriptor limit allows"},
     {"drain_timeout_s", OPT_SECONDS, FIELD(struct config, drain_timeout_ms), 0, MS(3600), 0, "5",
      "on SIGTERM/SIGINT: how long sessions get to close after close 1001 before the process exits"},
+    {"resolv_conf", OPT_FILE, FIELD(struct config, resolv_conf), 0, 0, 0, "/etc/resolv.conf",
+     "name servers for backend host names, read when the first name is resolved (/etc/hosts is read too)"},
 };
 
 static const struct option_spec listener_options[] = {
@@ -414,7 +417,8 @@ config_apply(const struct option_spec *spec, void *base, const char *value, char
         ar = addr_parse(value, ADDR_ALLOW_UNIX, (struct addr *)field);
         return ar == ADDR_OK ? NULL : addr_parse_result_str(ar);
     case OPT_PATH:
-        err = config_parse_path(value);
+    case OPT_FILE:
+        err = spec->type == OPT_PATH ? config_parse_path(value) : NULL;
         if (err == NULL) {
             char *dup = strdup(value);
             if (dup == NULL)
@@ -921,6 +925,7 @@ config_free(struct config *cfg)
     }
     free(cfg->route_configs);
     route_table_unref(cfg->routes);
+    free(cfg->resolv_conf);
     for (size_t i = 0; i < cfg->error_count; i++)
         free(cfg->errors[i].text);
     free(cfg->errors);
@@ -971,6 +976,7 @@ config_format_value(const struct option_spec *spec, const void *base, char *buf,
         addr_format((const struct addr *)field, buf, size);
         return;
     case OPT_PATH:
+    case OPT_FILE:
         snprintf(buf, size, "%s", *(char *const *)field ? *(char *const *)field : "");
         return;
     case OPT_HOSTS:

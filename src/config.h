@@ -57,6 +57,7 @@ struct config {
     enum log_level log_level;
     uint32_t max_sessions; /* 0: derived from the descriptor limit */
     uint32_t drain_timeout_ms;
+    char *resolv_conf; /* name servers for backend names */
     struct listener_limits listener_defaults;
     struct limits route_defaults;
     uint64_t set[3];

@@ -412,7 +412,7 @@ main(int argc, char **argv)
     if (app.drain_timer != NULL)
         event_free(app.drain_timer);
     if (app.worker.dns != NULL)
-        evdns_base_free(app.worker.dns, 0);
+        evdns_base_free(app.worker.dns, 1); /* pending lookups call back and free */
     event_base_free(app.base);
     config_free(app.cfg);
     libevent_global_shutdown();

@@ -60,6 +60,7 @@ enum close_by {
  * freed meanwhile: the session clears 'session' instead of cancelling under our feet. */
 struct dns_ticket {
     struct session *session;
+    struct evdns_getaddrinfo_request *req; /* NULL if it was answered at once */
 };
 
 struct session {
@@ -83,6 +84,7 @@ struct session {
     bool connect_timed_out;
     bool tried_literal; /* the target's IP literal (or unix path) was tried */
     bool opened;        /* 101 was sent */
+    bool is_head;       /* the request was HEAD: error replies carry no body */
     enum http_subprotocol proto;
     uint8_t listener_index;
     uint16_t close_code; /* the code that ended the session, for the log */
@@ -109,6 +111,19 @@ struct session {
     char accept[HTTP_ACCEPT_LEN + 1];
     char peer[SESSION_PEER_MAX];
 };
+
+/* Stop caring about a pending lookup: the callback still runs (with a cancel result) and
+ * frees the ticket. */
+static void
+session_dns_abandon(struct session *s)
+{
+    if (s->dns == NULL)
+        return;
+    s->dns->session = NULL;
+    if (s->dns->req != NULL)
+        evdns_getaddrinfo_cancel(s->dns->req);
+    s->dns = NULL;
+}
 
 static void session_free(struct session *s);
 static void session_client_frames(struct session *s);
@@ -282,8 +297,7 @@ session_free(struct session *s)
         bufferevent_free(s->client);
     if (s->backend != NULL)
         bufferevent_free(s->backend);
-    if (s->dns != NULL)
-        s->dns->session = NULL; /* the lookup frees the ticket when it returns */
+    session_dns_abandon(s); /* the lookup frees the ticket when it returns */
     if (s->addrs != NULL)
         evutil_freeaddrinfo(s->addrs);
     event_del(&s->timer);
@@ -442,13 +456,15 @@ session_reject(struct session *s, int status, const char *reason)
     char reply[HTTP_REPLY_MAX];
     size_t n = http_upgrade_format_error(reply, status, reason);
 
+    if (s->is_head) { /* a reply to HEAD has no content (RFC 9110 §9.3.2) */
+        const char *end = strstr(reply, "\r\n\r\n");
+        if (end != NULL)
+            n = (size_t)(end - reply) + 4;
+    }
     log_info("session s=%" PRIu64 " reject client=%s status=%d reason=\"%s\"", s->id, s->peer, status,
              reason);
     METRICS_ADD(handshakes_rejected, 1);
-    if (s->dns != NULL) {
-        s->dns->session = NULL; /* a late answer must not restart the connect */
-        s->dns = NULL;
-    }
+    session_dns_abandon(s); /* a late answer must not restart the connect */
     if (s->backend != NULL) {
         bufferevent_free(s->backend);
         s->backend = NULL;
@@ -645,7 +661,11 @@ session_client_frames(struct session *s)
         uint64_t now = session_now_ms();
         s->last_client_ms = now;
         s->last_data_ms = now;
-        s->awaiting_pong = false;
+        if (s->awaiting_pong) {
+            /* The ping deadline was armed; the next one is an interval from now. */
+            s->awaiting_pong = false;
+            session_arm_timer(s);
+        }
     }
 }
 
@@ -729,6 +749,7 @@ session_handshake(struct session *s)
         return;
     }
     verdict = http_upgrade_validate(&req);
+    s->is_head = req.method.len == 4 && memcmp(req.method.ptr, "HEAD", 4) == 0;
     log_debug("session s=%" PRIu64 " request path=%s host=%s origin=%s verdict=%d", s->id,
               log_escape(path, sizeof path, req.path.ptr, req.path.len),
               log_escape(host, sizeof host, req.host.ptr, req.host.len),
@@ -985,12 +1006,15 @@ session_resolve(struct session *s)
     struct dns_ticket *ticket;
 
     if (w->dns == NULL) {
-        w->dns =
-            evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
         if (w->dns == NULL) {
             log_error("cannot start the DNS resolver");
             return -1;
         }
+        int rv = evdns_base_resolv_conf_parse(w->dns, DNS_OPTIONS_ALL, w->cfg->resolv_conf);
+        if (rv != 0)
+            log_warn("resolver: cannot use %s (error %d); trying name servers on 127.0.0.1",
+                     w->cfg->resolv_conf, rv);
     }
     ticket = calloc(1, sizeof *ticket);
     if (ticket == NULL)
@@ -1003,7 +1027,10 @@ session_resolve(struct session *s)
     hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
     snprintf(port, sizeof port, "%u", s->route->target.port);
     /* The callback may run before this returns (hosts file hits); the ticket covers both. */
-    evdns_getaddrinfo(w->dns, s->route->target.host, port, &hints, session_dns_cb, ticket);
+    struct evdns_getaddrinfo_request *req =
+        evdns_getaddrinfo(w->dns, s->route->target.host, port, &hints, session_dns_cb, ticket);
+    if (s->dns == ticket) /* still pending: the callback has not run */
+        ticket->req = req;
     return 0;
 }
 
@@ -1081,6 +1108,10 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
         if (now < s->state_since_ms + lim->connect_timeout_ms)
             break;
         s->connect_timed_out = true;
+        if (s->dns != NULL) { /* the name lookup itself took too long */
+            session_connect_failed(s);
+            return;
+        }
         bufferevent_free(s->backend);
         s->backend = NULL;
         session_connect_next(s);

@@ -11,6 +11,7 @@ import random
 import re
 import select
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -115,11 +116,29 @@ class Gateway:
         self._log.close()
         return self.proc.returncode
 
+    def shutdown(self):
+        """End a test's gateway the way an operator would: SIGTERM, and a second SIGTERM
+        (exit at once) if sessions are still draining. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(0.5 * SLOW)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(10.0 * SLOW)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- observation
 
@@ -535,19 +554,44 @@ def connect(port, path="/", protocols=None, **kw):
     return c
 
 
-def http_exchange(port, raw, timeout=5.0):
-    """Send raw bytes, read until the server closes; returns (status or None, all bytes)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
-    s.sendall(raw)
+def read_until_close(s):
+    """Read a socket until the peer closes it. Returns (data, closed): closed is False
+    when the socket's timeout ran out first; a reset counts as closed."""
     data = b""
     try:
         while True:
             d = s.recv(65536)
             if not d:
-                break
+                return data, True
             data += d
-    except (ConnectionResetError, socket.timeout):
-        pass
+    except ConnectionResetError:
+        return data, True
+    except socket.timeout:
+        return data, False
+
+
+def ipv6_loopback_available():
+    """Whether ::1 can be bound here (IPv6 tests depend on it, and say so)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return False
+    try:
+        s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def http_exchange(port, raw, timeout=5.0):
+    """Send raw bytes, read until the server closes; returns (status or None, all bytes)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+    s.sendall(raw)
+    data, _ = read_until_close(s)
     s.close()
     m = re.match(rb"HTTP/1\.1 (\d{3}) ", data)
     return (int(m.group(1)) if m else None), data
