@@ -39,7 +39,7 @@ UNIT_DEPS_http_upgrade := base64
 UNIT_DEPS_route        := addr
 UNIT_TESTS := $(PURE:%=$(BUILD)/unit/test_%)
 
-.PHONY: all clean test test-now unit integration check lint format fuzz install uninstall help run deps conf-check
+.PHONY: all clean bench test test-now unit integration check lint format fuzz install uninstall help run deps conf-check
 
 all: $(BIN)
 
@@ -91,10 +91,37 @@ lint:
 format:
 	$(Q)clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
 
+# Fuzzing: clang libFuzzer with ASan and UBSan; each target runs FUZZ_SECONDS.
+FUZZ_SECONDS ?= 10
+FUZZ_CC      ?= clang
+FUZZ_FLAGS    = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(INI_RUNTIME) -g -O1 \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc $(PKG_CFLAGS)
+FUZZ_TARGETS := ws_frame http_upgrade utf8 base64 config session
+FUZZ_SRCS_ws_frame     := src/ws_frame.c src/utf8.c
+FUZZ_SRCS_http_upgrade := src/http_upgrade.c src/base64.c
+FUZZ_SRCS_utf8         := src/utf8.c
+FUZZ_SRCS_base64       := src/base64.c
+FUZZ_SRCS_config       := src/config.c src/route.c src/addr.c src/log.c
+FUZZ_SRCS_session      := $(filter-out src/main.c src/listener.c,$(SRCS))
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard src/*.c src/*.h)
+	@mkdir -p $(BUILD)/fuzz
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) $(PKG_LIBS)
+
+fuzz: $(FUZZ_BINS)
+	$(Q)tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 run:
 	$(Q).ci/install-deps --missing
 	$(Q)$(MAKE) --no-print-directory $(BIN)
 	$(BIN) -c conf/wsplice.ini
+
+# The benchmark: its own tools under tests/bench, built with the same flags.
+bench: $(BIN)
+	$(Q)$(MAKE) --no-print-directory -f tests/bench/bench.mk BUILD=$(BUILD) CC=$(CC)
+	$(Q)$(PYTHON) tests/bench/run.py --gateway $(BIN) --tools $(BUILD)/bench $(BENCH_ARGS)
 
 deps:
 	$(Q).ci/install-deps
@@ -118,8 +145,10 @@ help:
 	@echo "make unit         C unit tests of the pure modules"
 	@echo "make integration  pytest suite against the real binary (PYTEST_ARGS=... to select)"
 	@echo "make check        test under ASan+UBSan with -Werror, then lint"
+	@echo "make fuzz         each libFuzzer target for FUZZ_SECONDS (default 10)"
 	@echo "make lint         clang-format --dry-run and cppcheck"
 	@echo "make format       apply clang-format"
+	@echo "make bench        throughput, latency and connection benchmark vs a raw relay and websockify"
 	@echo "make deps         install build and test dependencies (Debian 12, as root)"
 	@echo "make install      install to \$$DESTDIR\$$PREFIX (default /usr/local)"
 	@echo "make clean        remove build/"
