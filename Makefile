@@ -17,10 +17,10 @@ CFLAGS     ?= -O2 -g
 WARN       := -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
               -Wwrite-strings -Wcast-qual -Wvla -Wundef -Wimplicit-fallthrough -Wnull-dereference
 SAN        := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
-GW_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DWSPLICE_VERSION='"$(VERSION)"' \
+GW_CFLAGS   = -std=c11 -pthread -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DWSPLICE_VERSION='"$(VERSION)"' \
               $(INI_RUNTIME) -MMD -MP $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
               $(SAN) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
-GW_LIBS     = $(SAN) $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+GW_LIBS     = $(SAN) -pthread $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
 ifeq ($(V),1)
 Q :=

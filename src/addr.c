@@ -97,8 +97,22 @@ addr_set_inet(struct addr *out, int family, const void *ip, uint16_t port)
     out->is_numeric = true;
 }
 
+static enum addr_parse_result addr_parse_into(const char *text, unsigned flags, struct addr *out);
+
 enum addr_parse_result
 addr_parse(const char *text, unsigned flags, struct addr *out)
+{
+    struct addr tmp;
+    enum addr_parse_result r = addr_parse_into(text, flags, &tmp);
+
+    if (r == ADDR_OK)
+        *out = tmp;
+    return r;
+}
+
+/* addr_parse() into a scratch struct that may be left half-filled on error. */
+static enum addr_parse_result
+addr_parse_into(const char *text, unsigned flags, struct addr *out)
 {
     char host[ADDR_HOST_MAX + 1];
     const char *port_text;

@@ -3,6 +3,7 @@
  * feeds inih so every error carries file:line, and all errors are collected. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -56,6 +57,10 @@ static const struct option_spec gateway_options[] = {
     {"resolv_conf", OPT_FILE, FIELD(struct config, resolv_conf), 0, 0, 0, "/etc/resolv.conf",
      "name servers for backend host names, read when the first name is resolved (/etc/hosts is read too)"},
 };
+
+/* Positions of the options that validation refers to, checked against the tables below. */
+enum { LISTENER_OPT_BIND = 0 };
+enum { ROUTE_OPT_PATH = 0, ROUTE_OPT_LISTENER = 2 };
 
 static const struct option_spec listener_options[] = {
     {"bind", OPT_BIND, FIELD(struct listener_config, bind), 0, 0, OPTF_REQUIRED, NULL,
@@ -412,6 +417,8 @@ config_apply(const struct option_spec *spec, void *base, const char *value, char
         break;
     case OPT_BIND:
         ar = addr_parse(value, ADDR_ALLOW_NO_HOST | ADDR_ALLOW_PORT_ZERO, (struct addr *)field);
+        if (ar == ADDR_BAD_PORT)
+            return "port must be a number from 0 to 65535";
         return ar == ADDR_OK ? NULL : addr_parse_result_str(ar);
     case OPT_TARGET:
         ar = addr_parse(value, ADDR_ALLOW_UNIX, (struct addr *)field);
@@ -451,7 +458,7 @@ config_apply(const struct option_spec *spec, void *base, const char *value, char
 /* The option groups of a section kind, and the struct each group writes into. */
 static size_t
 config_groups(struct config *cfg, enum section_kind kind, size_t index, struct option_group *groups,
-              void **bases, uint64_t **set)
+              void **bases, struct option_marks **marks)
 {
     static const struct option_group gw = GROUP(gateway_options), lo = GROUP(listener_options),
                                      ll = GROUP(listener_limit_options), ro = GROUP(route_options),
@@ -461,17 +468,17 @@ config_groups(struct config *cfg, enum section_kind kind, size_t index, struct o
     case SECTION_GATEWAY:
         groups[0] = gw, groups[1] = ll, groups[2] = rl;
         bases[0] = cfg, bases[1] = &cfg->listener_defaults, bases[2] = &cfg->route_defaults;
-        *set = cfg->set;
+        *marks = &cfg->marks;
         return 3;
     case SECTION_LISTENER:
         groups[0] = lo, groups[1] = ll;
         bases[0] = &cfg->listeners[index], bases[1] = &cfg->listeners[index].limits;
-        *set = cfg->listeners[index].set;
+        *marks = &cfg->listeners[index].marks;
         return 2;
     case SECTION_ROUTE:
         groups[0] = ro, groups[1] = rl;
         bases[0] = &cfg->route_configs[index], bases[1] = &cfg->route_configs[index].limits;
-        *set = cfg->route_configs[index].set;
+        *marks = &cfg->route_configs[index].marks;
         return 2;
     default:
         return 0;
@@ -484,9 +491,9 @@ config_set_defaults(struct config *cfg, enum section_kind kind, size_t index)
 {
     struct option_group groups[3];
     void *bases[3];
-    uint64_t *set;
+    struct option_marks *marks;
     char msg[128];
-    size_t n = config_groups(cfg, kind, index, groups, bases, &set);
+    size_t n = config_groups(cfg, kind, index, groups, bases, &marks);
 
     for (size_t g = 0; g < n; g++)
         for (size_t i = 0; i < groups[g].count; i++)
@@ -590,10 +597,12 @@ config_reader(char *str, int num, void *stream)
 {
     struct parse_state *ps = stream;
     size_t len = 0, max = (size_t)num - 1;
+    /* Content, without its line end, must fit inih's buffer with "\r\n" and a NUL. */
+    size_t limit = (size_t)num - 3 < CONFIG_MAX_LINE ? (size_t)num - 3 : CONFIG_MAX_LINE;
     bool nul = false, overlong = false;
     int c = EOF;
 
-    if (num < 3)
+    if (num < 4)
         return NULL;
     while (len < max && (c = fgetc(ps->fp)) != EOF) {
         if (c == '\0')
@@ -606,8 +615,8 @@ config_reader(char *str, int num, void *stream)
         return NULL;
     str[len] = '\0';
     ps->line++;
-    /* A line that filled inih's buffer without reaching its newline is too long, unless
-     * the newline (or the end of the file) comes right after: swallow the rest of it. */
+    /* Filled the buffer without reaching the newline: unless it comes right after (or the
+     * file ends), the line is too long; swallow the rest of it. */
     if (len == max && str[len - 1] != '\n') {
         int d = fgetc(ps->fp);
         if (d != '\n' && d != EOF) {
@@ -616,12 +625,23 @@ config_reader(char *str, int num, void *stream)
                 ;
         }
     }
+    size_t content = len;
+    while (content > 0 && (str[content - 1] == '\n' || str[content - 1] == '\r'))
+        content--;
+    if (content > limit)
+        overlong = true;
+    if (ps->line == 1 && len >= 3 && memcmp(str, "\xef\xbb\xbf", 3) == 0) {
+        memmove(str, str + 3, len - 2); /* a UTF-8 byte order mark is not content */
+        len -= 3;
+    }
     size_t i = 0;
     while (i < len && config_is_space(str[i]))
         i++;
     if (overlong) {
-        config_error_at(ps->cfg, ps->line, NULL, NULL, "line too long (at most %d characters)", num - 1);
-        if (str[i] == '[')
+        bool header = str[i] == '[';
+        config_error_at(ps->cfg, ps->line, header || ps->kind == SECTION_NONE ? NULL : ps->label, NULL,
+                        "line too long (at most %zu characters)", limit);
+        if (header)
             ps->kind = SECTION_IGNORED;
         return config_hide_line(str);
     }
@@ -647,7 +667,11 @@ config_reader(char *str, int num, void *stream)
         config_begin_section(ps, str + i + 1, (size_t)(end - str - i - 1));
         return str;
     }
-    if (strpbrk(str + i, "=:") == NULL) {
+    /* inih also splits at ':', but values such as addresses contain colons: only "=" is
+     * a separator here, so "target 127.0.0.1:80" is an error, not a key "target 127.0.0.1". */
+    const char *eq = strchr(str + i, '=');
+    const char *colon = strchr(str + i, ':');
+    if (eq == NULL || (colon != NULL && colon < eq)) {
         config_error_at(ps->cfg, ps->line, ps->kind == SECTION_NONE ? NULL : ps->label, NULL,
                         "expected key = value");
         return config_hide_line(str);
@@ -668,12 +692,12 @@ config_handler(void *user, const char *section, const char *name, const char *va
     struct config *cfg = ps->cfg;
     struct option_group groups[3];
     void *bases[3];
-    uint64_t *set;
+    struct option_marks *marks;
     char msg[160];
     size_t n;
 
     (void)section; /* the reader tracks sections itself, including empty ones */
-    n = config_groups(cfg, ps->kind, ps->index, groups, bases, &set);
+    n = config_groups(cfg, ps->kind, ps->index, groups, bases, &marks);
     for (size_t g = 0; g < n; g++) {
         for (size_t i = 0; i < groups[g].count; i++) {
             const struct option_spec *spec = &groups[g].specs[i];
@@ -681,11 +705,13 @@ config_handler(void *user, const char *section, const char *name, const char *va
                 continue;
             if (ps->kind == SECTION_GATEWAY && (spec->flags & OPTF_NOT_IN_GATEWAY))
                 continue;
-            if (set[g] & (UINT64_C(1) << i)) {
-                config_error_at(cfg, ps->line, ps->label, name, "set twice in this section");
+            if (marks->set[g] & (UINT64_C(1) << i)) {
+                config_error_at(cfg, ps->line, ps->label, name,
+                                "set twice in this section (first on line %d)", marks->line[g][i]);
                 return 1;
             }
-            set[g] |= UINT64_C(1) << i;
+            marks->set[g] |= UINT64_C(1) << i;
+            marks->line[g][i] = ps->line;
             if (*value == '\0') {
                 config_error_at(cfg, ps->line, ps->label, name, "empty value");
                 return 1;
@@ -766,19 +792,20 @@ config_validate(struct config *cfg)
 
     for (size_t i = 0; i < cfg->listener_count; i++) {
         struct listener_config *l = &cfg->listeners[i];
-        config_check_required(cfg, &lo, l->set[0], l->head.line, "listener", l->head.name);
-        config_inherit(&ll, l->set[1], &l->limits, &cfg->listener_defaults);
-        if (!(l->set[0] & 1))
+        config_check_required(cfg, &lo, l->marks.set[0], l->head.line, "listener", l->head.name);
+        config_inherit(&ll, l->marks.set[1], &l->limits, &cfg->listener_defaults);
+        if (!(l->marks.set[0] & (UINT64_C(1) << LISTENER_OPT_BIND)))
             continue;
         for (size_t j = 0; j < i; j++) {
             struct listener_config *o = &cfg->listeners[j];
-            if ((o->set[0] & 1) && o->bind.port != 0 && o->bind.port == l->bind.port &&
+            if ((o->marks.set[0] & (UINT64_C(1) << LISTENER_OPT_BIND)) && o->bind.port != 0 &&
+                o->bind.port == l->bind.port &&
                 strcmp(addr_format(&o->bind, a, sizeof a), addr_format(&l->bind, b, sizeof b)) == 0) {
                 char label[SECTION_NAME_MAX + 16];
                 snprintf(label, sizeof label, "listener:%s", l->head.name);
-                config_error_at(cfg, l->head.line, label, "bind",
+                config_error_at(cfg, l->marks.line[0][LISTENER_OPT_BIND], label, "bind",
                                 "%s is already bound by [listener:%s] (line %d)", b, o->head.name,
-                                o->head.line);
+                                o->marks.line[0][LISTENER_OPT_BIND]);
             }
         }
     }
@@ -786,12 +813,12 @@ config_validate(struct config *cfg)
         struct route_config *r = &cfg->route_configs[i];
         char label[SECTION_NAME_MAX + 16];
         snprintf(label, sizeof label, "route:%s", r->head.name);
-        config_check_required(cfg, &ro, r->set[0], r->head.line, "route", r->head.name);
-        config_inherit(&rl, r->set[1], &r->limits, &cfg->route_defaults);
+        config_check_required(cfg, &ro, r->marks.set[0], r->head.line, "route", r->head.name);
+        config_inherit(&rl, r->marks.set[1], &r->limits, &cfg->route_defaults);
         for (size_t k = 0; k < r->listeners.count; k++)
             if (config_listener_index(cfg, r->listeners.items[k]) < 0)
-                config_error_at(cfg, r->head.line, label, "listener", "no [listener:%s] section",
-                                r->listeners.items[k]);
+                config_error_at(cfg, r->marks.line[0][ROUTE_OPT_LISTENER], label, "listener",
+                                "no [listener:%s] section", r->listeners.items[k]);
         if (r->path == NULL)
             continue;
         for (size_t j = 0; j < i; j++) {
@@ -800,9 +827,9 @@ config_validate(struct config *cfg)
                 config_lists_overlap(&o->hosts, &r->hosts) &&
                 (r->listeners.count == 0 || o->listeners.count == 0 ||
                  config_lists_overlap(&o->listeners, &r->listeners)))
-                config_error_at(cfg, r->head.line, label, "path",
+                config_error_at(cfg, r->marks.line[0][ROUTE_OPT_PATH], label, "path",
                                 "%s is already routed by [route:%s] (line %d) for the same host and listener",
-                                r->path, o->head.name, o->head.line);
+                                r->path, o->head.name, o->marks.line[0][ROUTE_OPT_PATH]);
         }
     }
 }
@@ -844,6 +871,9 @@ config_build_routes(struct config *cfg)
 
 /* ---- load ---- */
 
+_Static_assert(sizeof route_limit_options / sizeof route_limit_options[0] <= CONFIG_MAX_GROUP_OPTIONS,
+               "option_marks too small");
+
 static struct config *
 config_load_stream(FILE *fp, const char *source)
 {
@@ -851,6 +881,9 @@ config_load_stream(FILE *fp, const char *source)
     struct parse_state ps = {0};
     int rv;
 
+    assert(strcmp(listener_options[LISTENER_OPT_BIND].name, "bind") == 0);
+    assert(strcmp(route_options[ROUTE_OPT_PATH].name, "path") == 0);
+    assert(strcmp(route_options[ROUTE_OPT_LISTENER].name, "listener") == 0);
     if (cfg == NULL)
         return NULL;
     cfg->source = strdup(source);
@@ -869,7 +902,7 @@ config_load_stream(FILE *fp, const char *source)
      * no multi-line values, so an indented line is an ordinary key and never a silent
      * continuation. The reader rejects lines longer than the buffer either way. */
 #ifdef HAVE_INI_RUNTIME_OPTIONS
-    ini_max_line = CONFIG_MAX_LINE;
+    ini_max_line = CONFIG_MAX_LINE + 3; /* the content, "\r\n" and a NUL */
     ini_allow_multiline = false;
 #endif
     rv = ini_parse_stream(config_reader, &ps, config_handler, &ps);
@@ -957,7 +990,9 @@ config_format_value(const struct option_spec *spec, const void *base, char *buf,
         return;
     case OPT_BYTES:
         n = config_load_uint(field, spec->size);
-        if (n != 0 && n % MIB(1) == 0)
+        if (n != 0 && n % (MIB(1) << 10) == 0)
+            snprintf(buf, size, "%lluG", (unsigned long long)(n >> 30));
+        else if (n != 0 && n % MIB(1) == 0)
             snprintf(buf, size, "%lluM", (unsigned long long)(n >> 20));
         else if (n != 0 && n % 1024 == 0)
             snprintf(buf, size, "%lluk", (unsigned long long)(n >> 10));

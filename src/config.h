@@ -24,6 +24,14 @@ struct str_list {
     size_t count;
 };
 
+#define CONFIG_MAX_GROUP_OPTIONS 16
+
+/* Which options a section set, and on which line, per option table of the section. */
+struct option_marks {
+    uint64_t set[3];
+    int line[3][CONFIG_MAX_GROUP_OPTIONS];
+};
+
 /* The first member of every named section's struct. */
 struct section_head {
     char *name;
@@ -34,7 +42,7 @@ struct listener_config {
     struct section_head head;
     struct addr bind;
     struct listener_limits limits;
-    uint64_t set[2]; /* which options the file set, per option table */
+    struct option_marks marks;
 };
 
 struct route_config {
@@ -44,7 +52,7 @@ struct route_config {
     struct str_list listeners; /* names; empty: every listener */
     struct addr target;
     struct limits limits;
-    uint64_t set[2];
+    struct option_marks marks;
 };
 
 struct config_error {
@@ -60,7 +68,7 @@ struct config {
     char *resolv_conf; /* name servers for backend names */
     struct listener_limits listener_defaults;
     struct limits route_defaults;
-    uint64_t set[3];
+    struct option_marks marks;
 
     struct listener_config *listeners;
     size_t listener_count;

@@ -48,7 +48,7 @@ http_name_is(const char *name, size_t len, const char *want)
     if (len != wlen)
         return false;
     for (size_t i = 0; i < len; i++)
-        if (http_lower(name[i]) != want[i])
+        if (http_lower(name[i]) != http_lower(want[i]))
             return false;
     return true;
 }

@@ -48,8 +48,9 @@ struct http_request {
 };
 
 /* Parse the request head at the start of 'buf' (len bytes). Heads longer than 'max_len'
- * give HTTP_PARSE_TOO_BIG. Accepts CRLF or bare LF line ends. Obvious garbage (a TLS
- * record, binary bytes) is rejected before the head is complete. */
+ * give HTTP_PARSE_TOO_BIG as soon as 'max_len' bytes hold no complete head. Accepts CRLF
+ * or bare LF line ends. Obvious garbage (a TLS record, binary bytes, a "method" of more
+ * than 32 characters) is rejected before the head is complete. */
 enum http_parse_result http_upgrade_parse(const char *buf, size_t len, size_t max_len,
                                           struct http_request *req);
 
@@ -59,14 +60,14 @@ const char *http_parse_result_str(enum http_parse_result result);
 enum http_upgrade_verdict {
     HTTP_UPGRADE_OK = 0,
     HTTP_UPGRADE_NOT_GET,          /* 405 */
-    HTTP_UPGRADE_BAD_VERSION_HTTP, /* not HTTP/1.1 or later: 400 */
+    HTTP_UPGRADE_BAD_VERSION_HTTP, /* not HTTP/1.x with x >= 1 (HTTP/2 has its own upgrade, RFC 8441): 400 */
     HTTP_UPGRADE_BAD_HOST,         /* Host missing or repeated: 400 */
+    HTTP_UPGRADE_BAD_TARGET,       /* request-target is not a path: 400 */
     HTTP_UPGRADE_PLAIN_HTTP,       /* no Upgrade and no key: an ordinary GET (426) */
     HTTP_UPGRADE_BAD_UPGRADE,      /* Upgrade does not list websocket: 400 */
     HTTP_UPGRADE_BAD_CONNECTION,   /* Connection does not list upgrade: 400 */
     HTTP_UPGRADE_BAD_KEY,          /* key missing, repeated, or not 16 bytes of base64: 400 */
     HTTP_UPGRADE_BAD_WS_VERSION,   /* Sec-WebSocket-Version is not 13: 426 */
-    HTTP_UPGRADE_BAD_TARGET,       /* request-target is not a path: 400 */
 };
 
 enum http_upgrade_verdict http_upgrade_validate(const struct http_request *req);

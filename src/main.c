@@ -357,8 +357,10 @@ main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (opt.check_only) {
-        if (opt.verbose)
+        if (opt.verbose) {
             config_dump(app.cfg, stdout);
+            fflush(stdout); /* before the verdict on stderr, for readers of both */
+        }
         fprintf(stderr, "wsplice: %s: configuration ok\n", app.cfg->source);
         config_free(app.cfg);
         return 0;

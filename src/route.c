@@ -64,6 +64,7 @@ route_table_add(struct route_table *table, const struct route *route)
     }
     copy.name = route_strdup(route->name);
     copy.path = route_strdup(route->path);
+    copy.path_len = strlen(route->path);
     copy.hosts = NULL;
     copy.host_count = 0;
     if (copy.name == NULL || copy.path == NULL)
@@ -184,12 +185,17 @@ route_score(const struct route *r, unsigned listener_index, const char *host, si
     if (listener_index >= ROUTE_MAX_LISTENERS || !(r->listener_mask & (UINT64_C(1) << listener_index)))
         return 0;
     if (r->host_count > 0) {
-        bool hit = false;
-        for (size_t i = 0; i < r->host_count && !hit; i++)
-            hit = host_len > 0 && route_host_matches(r->hosts[i], host, host_len);
-        if (!hit)
+        size_t best = 0;
+        for (size_t i = 0; i < r->host_count; i++) {
+            if (host_len == 0 || !route_host_matches(r->hosts[i], host, host_len))
+                continue;
+            size_t h = r->hosts[i][0] == '*' ? 1 : 2; /* an exact name beats a wildcard */
+            if (h > best)
+                best = h;
+        }
+        if (best == 0)
             return 0;
-        score += (size_t)1 << 40;
+        score += best << 40;
     }
     if (r->is_prefix) {
         if (path_len < r->path_len || memcmp(path, r->path, r->path_len) != 0)

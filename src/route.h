@@ -43,7 +43,8 @@ struct route_table;
 /* A new, empty table with one reference. NULL on allocation failure. */
 struct route_table *route_table_new(void);
 
-/* Append a deep copy of 'route' (strings and host list are copied). 0, or -1 on ENOMEM. */
+/* Append a deep copy of 'route' (strings and host list are copied; path_len is taken
+ * from the path). 0, or -1 on ENOMEM. */
 int route_table_add(struct route_table *table, const struct route *route);
 
 void route_table_ref(struct route_table *table);
@@ -57,11 +58,12 @@ const struct limits *route_table_defaults(const struct route_table *table);
 size_t route_table_count(const struct route_table *table);
 const struct route *route_table_get(const struct route_table *table, size_t index);
 
-/* Find the route for a request on listener 'listener_index'. 'host' is the Host header
- * value (port and brackets allowed, may be NULL), 'path' the request path without query.
- * Host-specific routes beat host-less ones, exact paths beat prefixes, longer prefixes beat
- * shorter ones, and among equals the earlier route wins. The result belongs to 'table'
- * and stays valid while the caller holds a reference. NULL if nothing matches. */
+/* Find the route for a request on listener 'listener_index' (< ROUTE_MAX_LISTENERS).
+ * 'host' is the Host header value (port and brackets allowed, may be NULL), 'path' the
+ * request path without query. An exact host name beats a "*." wildcard, which beats a
+ * host-less route; then exact paths beat prefixes, longer prefixes beat shorter ones, and
+ * among equals the earlier route wins. The result belongs to 'table' and stays valid
+ * while the caller holds a reference. NULL if nothing matches. */
 const struct route *route_lookup(const struct route_table *table, unsigned listener_index, const char *host,
                                  size_t host_len, const char *path, size_t path_len);
 

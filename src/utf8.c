@@ -122,6 +122,8 @@ utf8_validate(uint8_t *state, const uint8_t *buf, size_t len)
         i++;
     }
     *state = st;
+    if (st == S_REJECT)
+        return UTF8_INVALID; /* an earlier call saw an invalid sequence */
     return st == S_ACCEPT ? UTF8_OK : UTF8_INCOMPLETE;
 }
 

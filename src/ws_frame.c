@@ -135,18 +135,22 @@ ws_frame_unmask(uint8_t *buf, size_t len, const uint8_t mask[4], uint64_t offset
 enum ws_parse_result
 ws_message_add_frame(struct ws_message *msg, const struct ws_frame_header *hdr, uint64_t max_message)
 {
+    uint64_t so_far = msg->len;
+
     if (hdr->opcode == WS_OP_CONT) {
         if (msg->opcode == 0)
             return WS_PARSE_BAD_CONTINUATION;
     } else {
         if (msg->opcode != 0)
             return WS_PARSE_NEED_CONTINUATION;
-        msg->opcode = hdr->opcode;
-        msg->len = 0;
+        so_far = 0;
     }
-    if (max_message != 0 && hdr->payload_len > max_message - msg->len)
+    if (max_message != 0 && hdr->payload_len > max_message - so_far)
         return WS_PARSE_TOO_BIG;
-    msg->len += hdr->payload_len;
+    /* Only an accepted frame changes the message. */
+    if (hdr->opcode != WS_OP_CONT)
+        msg->opcode = hdr->opcode;
+    msg->len = so_far + hdr->payload_len;
     return WS_PARSE_OK;
 }
 

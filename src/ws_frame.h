@@ -64,7 +64,8 @@ struct ws_message {
 /* Account a data frame (text, binary or continuation) to the message it belongs to and
  * enforce the fragmentation rules and 'max_message' (0: no limit). On WS_PARSE_OK,
  * msg->opcode is the message's type; the caller ends the message after a FIN frame with
- * ws_message_end(). Control frames must not be passed here. */
+ * ws_message_end(). On an error 'msg' is unchanged. Control frames must not be passed
+ * here. Length encodings longer than needed are accepted (§5.2 binds senders). */
 enum ws_parse_result ws_message_add_frame(struct ws_message *msg, const struct ws_frame_header *hdr,
                                           uint64_t max_message);
 void ws_message_end(struct ws_message *msg);
