@@ -11,20 +11,27 @@
 
 #include <ini.h>
 
+#include "tls.h"
+
 #define CONFIG_MAX_LINE  4096 /* longer lines are errors, never split */
 #define SECTION_NAME_MAX 48   /* inih keeps 50 bytes of a section name */
 
 enum option_type {
     OPT_LOG_LEVEL,
-    OPT_UINT,    /* decimal */
-    OPT_BYTES,   /* decimal with an optional k, M or G suffix (powers of 1024) */
-    OPT_SECONDS, /* decimal seconds, up to 3 fraction digits; stored as milliseconds */
-    OPT_BIND,    /* [host:]port for listening */
-    OPT_TARGET,  /* host:port or unix:/path */
-    OPT_PATH,    /* URL path pattern: "/exact" or "/prefix*" */
-    OPT_FILE,    /* a file name */
-    OPT_HOSTS,   /* host names, "*.suffix" wildcards, or "*" for any */
-    OPT_NAMES,   /* section names, or "*" for all */
+    OPT_UINT,       /* decimal */
+    OPT_BYTES,      /* decimal with an optional k, M or G suffix (powers of 1024) */
+    OPT_SECONDS,    /* decimal seconds, up to 3 fraction digits; stored as milliseconds */
+    OPT_BIND,       /* [host:]port for listening */
+    OPT_TARGET,     /* host:port or unix:/path */
+    OPT_PATH,       /* URL path pattern: "/exact" or "/prefix*" */
+    OPT_FILE,       /* a file name */
+    OPT_STRING,     /* free text (cipher lists) */
+    OPT_FILES,      /* file names, separated by spaces or commas */
+    OPT_CERT_NAMES, /* certificate names, separated by commas (they may hold spaces) */
+    OPT_BOOL,       /* yes/no, true/false, on/off, 1/0 */
+    OPT_CHOICE,     /* one of spec->choices ("a|b|c"), stored as its index */
+    OPT_HOSTS,      /* host names, "*.suffix" wildcards, or "*" for any */
+    OPT_NAMES,      /* section names, or "*" for all */
 };
 
 enum option_flags {
@@ -41,6 +48,7 @@ struct option_spec {
     unsigned flags;
     const char *def; /* default, in file syntax; NULL when there is none */
     const char *help;
+    const char *choices; /* OPT_CHOICE: "a|b|c" */
 };
 
 #define FIELD(type, member) offsetof(type, member), sizeof(((type *)0)->member)
@@ -49,62 +57,104 @@ struct option_spec {
 
 static const struct option_spec gateway_options[] = {
     {"log_level", OPT_LOG_LEVEL, FIELD(struct config, log_level), 0, 0, 0, "info",
-     "error | warn | info | debug (-v on the command line means debug)"},
+     "error | warn | info | debug (-v on the command line means debug)", NULL},
     {"max_sessions", OPT_UINT, FIELD(struct config, max_sessions), 0, 10000000, 0, "0",
-     "most concurrent connections in all; more get 503. 0 = as many as the descriptor limit allows"},
+     "most concurrent connections in all; more get 503. 0 = as many as the descriptor limit allows", NULL},
     {"drain_timeout_s", OPT_SECONDS, FIELD(struct config, drain_timeout_ms), 0, MS(3600), 0, "5",
-     "on SIGTERM/SIGINT: how long sessions get to close after close 1001 before the process exits"},
+     "on SIGTERM/SIGINT: how long sessions get to close after close 1001 before the process exits", NULL},
     {"resolv_conf", OPT_FILE, FIELD(struct config, resolv_conf), 0, 0, 0, "/etc/resolv.conf",
-     "name servers for backend host names, read when the first name is resolved (/etc/hosts is read too)"},
+     "name servers for backend host names, read when the first name is resolved (/etc/hosts is read too)",
+     NULL},
 };
 
 /* Positions of the options that validation refers to, checked against the tables below. */
 enum { LISTENER_OPT_BIND = 0 };
 enum { ROUTE_OPT_PATH = 0, ROUTE_OPT_LISTENER = 2 };
 
+#define LTLS(member) FIELD(struct listener_config, tls.member)
 static const struct option_spec listener_options[] = {
     {"bind", OPT_BIND, FIELD(struct listener_config, bind), 0, 0, OPTF_REQUIRED, NULL,
-     "address to listen on: host:port, [v6]:port, or *:port / port for every address"},
+     "address to listen on: host:port, [v6]:port, or *:port / port for every address", NULL},
+    {"tls_cert", OPT_FILES, LTLS(certs), 0, 0, 0, NULL,
+     "PEM certificate chains (wss://); several are chosen by SNI, the first is the default", NULL},
+    {"tls_key", OPT_FILES, LTLS(keys), 0, 0, 0, NULL,
+     "private keys, one per tls_cert; unset: each cert file holds its key", NULL},
+    {"tls_key_password_file", OPT_FILE, LTLS(key_password_file), 0, 0, 0, NULL,
+     "file whose first line is the keys' passphrase (never on the command line)", NULL},
+    {"tls_key_password_env", OPT_STRING, LTLS(key_password_env), 0, 0, 0, NULL,
+     "environment variable that holds the keys' passphrase", NULL},
+    {"tls_only", OPT_BOOL, LTLS(only), 0, 0, 0, "no",
+     "refuse plain ws:// on this port (by default both are served, told apart by the first byte)", NULL},
+    {"tls_min_version", OPT_CHOICE, LTLS(min_version), 0, 0, 0, "1.2",
+     "oldest TLS version accepted: 1.2 | 1.3", "1.2|1.3"},
+    {"tls_ciphers", OPT_STRING, LTLS(ciphers), 0, 0, 0, "ECDHE+AESGCM:ECDHE+CHACHA20",
+     "TLS 1.2 cipher list (OpenSSL syntax); the default allows only forward-secret AEAD ciphers", NULL},
+    {"tls_ciphersuites", OPT_STRING, LTLS(ciphersuites), 0, 0, 0,
+     "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256", "TLS 1.3 cipher suites",
+     NULL},
+    {"tls_client_ca", OPT_FILE, LTLS(client_ca), 0, 0, 0, NULL,
+     "CA certificates that sign acceptable client certificates", NULL},
+    {"tls_verify_client", OPT_CHOICE, LTLS(verify_client), 0, 0, 0, "none",
+     "client certificates: none | optional (checked when sent) | require (else 403)",
+     "none|optional|require"},
 };
 
 static const struct option_spec listener_limit_options[] = {
     {"handshake_timeout_s", OPT_SECONDS, FIELD(struct listener_limits, handshake_timeout_ms), 100, MS(3600),
-     0, "10", "the whole upgrade request must arrive within this time, or the connection is closed (408)"},
+     0, "10", "the whole upgrade request must arrive within this time, or the connection is closed (408)",
+     NULL},
     {"max_request_bytes", OPT_BYTES, FIELD(struct listener_limits, max_request_bytes), 1024, MIB(1), 0, "16k",
-     "largest upgrade request head; larger ones get 431"},
+     "largest upgrade request head; larger ones get 431", NULL},
 };
 
 static const struct option_spec route_options[] = {
     {"path", OPT_PATH, FIELD(struct route_config, path), 0, 0, OPTF_REQUIRED, NULL,
-     "URL path: /exact, or /prefix* to match everything below; the query string is ignored"},
+     "URL path: /exact, or /prefix* to match everything below; the query string is ignored", NULL},
     {"host", OPT_HOSTS, FIELD(struct route_config, hosts), 0, 0, 0, "*",
-     "virtual hosts (Host header, port ignored): names or *.domain wildcards; * = any host"},
+     "virtual hosts (Host header, port ignored): names or *.domain wildcards; * = any host", NULL},
     {"listener", OPT_NAMES, FIELD(struct route_config, listeners), 0, 0, 0, "*",
-     "names of the [listener:NAME] sections that serve this route; * = all"},
+     "names of the [listener:NAME] sections that serve this route; * = all", NULL},
     {"target", OPT_TARGET, FIELD(struct route_config, target), 0, 0, OPTF_REQUIRED, NULL,
-     "backend: host:port, [v6]:port or unix:/path; names are resolved per connection"},
+     "backend: host:port, [v6]:port or unix:/path; names are resolved per connection", NULL},
+    {"client_cert_names", OPT_CERT_NAMES, FIELD(struct route_config, client_cert_names), 0, 0, 0, NULL,
+     "only clients whose certificate's subject CN or a SAN is one of these (comma-separated) get this route; "
+     "else 403",
+     NULL},
+    {"target_tls", OPT_BOOL, FIELD(struct route_config, target_tls), 0, 0, 0, "no",
+     "speak TLS to the backend", NULL},
+    {"target_tls_ca", OPT_FILE, FIELD(struct route_config, target_tls_ca), 0, 0, 0, NULL,
+     "CA certificates to verify the backend with; unset: the system's trust store", NULL},
+    {"target_tls_server_name", OPT_STRING, FIELD(struct route_config, target_tls_server_name), 0, 0, 0, NULL,
+     "name sent as SNI and verified in the backend's certificate; unset: the target host", NULL},
+    {"target_tls_verify", OPT_BOOL, FIELD(struct route_config, target_tls_verify), 0, 0, 0, "yes",
+     "verify the backend's certificate and name (turn off only for testing)", NULL},
+    {"target_tls_cert", OPT_FILE, FIELD(struct route_config, target_tls_cert), 0, 0, 0, NULL,
+     "client certificate (PEM chain) to present to the backend", NULL},
+    {"target_tls_key", OPT_FILE, FIELD(struct route_config, target_tls_key), 0, 0, 0, NULL,
+     "key for target_tls_cert; unset: the cert file holds it", NULL},
 };
 
 static const struct option_spec route_limit_options[] = {
     {"connect_timeout_s", OPT_SECONDS, FIELD(struct limits, connect_timeout_ms), 10, MS(3600), 0, "10",
      "time allowed for each backend address tried; if every try fails the client gets 502, or 504 on "
-     "timeout"},
+     "timeout",
+     NULL},
     {"idle_timeout_s", OPT_SECONDS, FIELD(struct limits, idle_timeout_ms), 0, MS(7 * 86400), 0, "0",
-     "close a session with 1001 after this long without payload either way; 0 = never"},
+     "close a session with 1001 after this long without payload either way; 0 = never", NULL},
     {"close_timeout_s", OPT_SECONDS, FIELD(struct limits, close_timeout_ms), 10, MS(600), 0, "5",
-     "how long a close handshake and the final flush of both sides may take"},
+     "how long a close handshake and the final flush of both sides may take", NULL},
     {"ping_interval_s", OPT_SECONDS, FIELD(struct limits, ping_interval_ms), 0, MS(86400), 0, "30",
-     "send a ping after this long without a frame from the client; 0 = never"},
+     "send a ping after this long without a frame from the client; 0 = never", NULL},
     {"ping_timeout_s", OPT_SECONDS, FIELD(struct limits, ping_timeout_ms), 10, MS(3600), 0, "30",
-     "close the session if the client sends nothing this long after a ping"},
+     "close the session if the client sends nothing this long after a ping", NULL},
     {"max_frame_bytes", OPT_BYTES, FIELD(struct limits, max_frame_bytes), 125, UINT64_C(1) << 62, 0, "16M",
-     "largest client frame payload; larger frames get close 1009"},
+     "largest client frame payload; larger frames get close 1009", NULL},
     {"max_message_bytes", OPT_BYTES, FIELD(struct limits, max_message_bytes), 0, UINT64_C(1) << 62, 0, "64M",
-     "largest client message (fragments summed); larger get close 1009. 0 = no limit"},
+     "largest client message (fragments summed); larger get close 1009. 0 = no limit", NULL},
     {"buffer_bytes", OPT_BYTES, FIELD(struct limits, buffer_bytes), 4096, MIB(64), 0, "256k",
-     "high-water mark of each direction's queue: reading stops above it (backpressure)"},
+     "high-water mark of each direction's queue: reading stops above it (backpressure)", NULL},
     {"max_sessions", OPT_UINT, FIELD(struct limits, max_sessions), 0, 10000000, OPTF_NOT_IN_GATEWAY, "0",
-     "most concurrent sessions on this route; more get 503. 0 = no route limit"},
+     "most concurrent sessions on this route; more get 503. 0 = no route limit", NULL},
 };
 
 struct option_group {
@@ -316,56 +366,116 @@ str_list_push(struct str_list *l, const char *s, size_t len)
     return 0;
 }
 
-/* Split on commas and whitespace. "*" alone means the empty list (any). */
+/* Split a list option. Host and section names split on commas and whitespace, and "*"
+ * alone means the empty list (any); file names split the same way with no "*"; certificate
+ * names split on commas only, since a CN may contain spaces. */
 static const char *
 config_parse_list(const char *v, enum option_type type, struct str_list *out)
 {
     struct str_list l = {0};
     const char *p = v;
+    const char *seps = type == OPT_CERT_NAMES ? "," : ", \t";
 
-    if (strcmp(v, "*") == 0) {
+    if ((type == OPT_HOSTS || type == OPT_NAMES) && strcmp(v, "*") == 0) {
         str_list_clear(out);
         return NULL;
     }
     while (*p) {
-        while (*p == ',' || *p == ' ' || *p == '\t')
+        while (*p && strchr(seps, *p))
+            p++;
+        while (*p == ' ' || *p == '\t')
             p++;
         if (!*p)
             break;
         const char *start = p;
-        while (*p && *p != ',' && *p != ' ' && *p != '\t')
+        while (*p && !strchr(seps, *p))
             p++;
         size_t len = (size_t)(p - start);
-        char item[ADDR_HOST_MAX + 1];
-        if (len > ADDR_HOST_MAX) {
+        while (len > 0 && (start[len - 1] == ' ' || start[len - 1] == '\t'))
+            len--;
+        if (str_list_push(&l, start, len) == -1) {
             str_list_clear(&l);
-            return "name too long";
+            return "out of memory";
         }
-        for (size_t i = 0; i < len; i++) {
-            char c = start[i];
-            item[i] = (type == OPT_HOSTS && c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        char *item = l.items[l.count - 1];
+        if (type == OPT_HOSTS) {
+            for (char *c = item; *c; c++)
+                *c = (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a') : *c;
         }
-        item[len] = '\0';
-        const char *check = item;
-        if (type == OPT_HOSTS && len > 2 && item[0] == '*' && item[1] == '.')
-            check = item + 2;
-        for (const char *c = check; *c; c++) {
-            if (!config_is_name_char(*c) || (type == OPT_HOSTS && *c == '_')) {
+        if (type == OPT_HOSTS || type == OPT_NAMES) {
+            const char *check = item;
+            if (type == OPT_HOSTS && len > 2 && item[0] == '*' && item[1] == '.')
+                check = item + 2;
+            bool ok = *check != '\0' && len <= ADDR_HOST_MAX;
+            for (const char *c = check; ok && *c; c++)
+                ok = config_is_name_char(*c) && !(type == OPT_HOSTS && *c == '_');
+            if (!ok) {
                 str_list_clear(&l);
                 return type == OPT_HOSTS ? "expected host names or *.domain wildcards"
                                          : "expected section names";
             }
         }
-        if (*check == '\0' || str_list_push(&l, item, len) == -1) {
-            str_list_clear(&l);
-            return "expected a list of names";
-        }
     }
     if (l.count == 0)
-        return "empty list (use * for any)";
+        return type == OPT_HOSTS || type == OPT_NAMES ? "empty list (use * for any)" : "empty list";
     str_list_clear(out);
     *out = l;
     return NULL;
+}
+
+static const char *
+config_parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1"}, *const no[] = {"no", "false", "off", "0"};
+
+    for (size_t i = 0; i < 4; i++) {
+        if (strcmp(v, yes[i]) == 0) {
+            *out = true;
+            return NULL;
+        }
+        if (strcmp(v, no[i]) == 0) {
+            *out = false;
+            return NULL;
+        }
+    }
+    return "expected yes or no";
+}
+
+/* The index of 'v' in "a|b|c", or -1. */
+static int
+config_choice_index(const char *choices, const char *v)
+{
+    size_t vlen = strlen(v);
+    int index = 0;
+
+    for (const char *p = choices;; index++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == vlen && strncmp(p, v, len) == 0)
+            return index;
+        if (bar == NULL)
+            return -1;
+        p = bar + 1;
+    }
+}
+
+/* The text of choice 'index' of "a|b|c" into 'buf'. */
+static void
+config_choice_text(const char *choices, uint32_t index, char *buf, size_t size)
+{
+    const char *p = choices;
+
+    for (uint32_t i = 0; i < index && p != NULL; i++) {
+        p = strchr(p, '|');
+        if (p != NULL)
+            p++;
+    }
+    if (p == NULL) {
+        snprintf(buf, size, "?");
+        return;
+    }
+    const char *bar = strchr(p, '|');
+    snprintf(buf, size, "%.*s", (int)(bar ? (size_t)(bar - p) : strlen(p)), p);
 }
 
 static void
@@ -423,8 +533,20 @@ config_apply(const struct option_spec *spec, void *base, const char *value, char
     case OPT_TARGET:
         ar = addr_parse(value, ADDR_ALLOW_UNIX, (struct addr *)field);
         return ar == ADDR_OK ? NULL : addr_parse_result_str(ar);
+    case OPT_BOOL:
+        return config_parse_bool(value, (bool *)field);
+    case OPT_CHOICE: {
+        int i = config_choice_index(spec->choices, value);
+        if (i < 0) {
+            snprintf(msg, msg_size, "expected one of %s", spec->choices);
+            return msg;
+        }
+        config_store_uint(field, spec->size, (uint64_t)i);
+        return NULL;
+    }
     case OPT_PATH:
     case OPT_FILE:
+    case OPT_STRING:
         err = spec->type == OPT_PATH ? config_parse_path(value) : NULL;
         if (err == NULL) {
             char *dup = strdup(value);
@@ -436,6 +558,8 @@ config_apply(const struct option_spec *spec, void *base, const char *value, char
         return err;
     case OPT_HOSTS:
     case OPT_NAMES:
+    case OPT_FILES:
+    case OPT_CERT_NAMES:
         return config_parse_list(value, spec->type, (struct str_list *)field);
     }
     if (err != NULL)
@@ -729,6 +853,8 @@ config_handler(void *user, const char *section, const char *name, const char *va
     return 1;
 }
 
+static void config_free_group(const struct option_group *group, void *base);
+
 /* ---- validation ---- */
 
 int
@@ -749,6 +875,86 @@ config_inherit(const struct option_group *group, uint64_t set, void *dst, const 
         if ((set & (UINT64_C(1) << i)) || (spec->flags & OPTF_NOT_IN_GATEWAY))
             continue;
         memcpy((char *)dst + spec->offset, (const char *)defaults + spec->offset, spec->size);
+    }
+}
+
+/* The line on which the section set option 'name' of table 'g', or 0 if it did not. */
+static int
+config_key_line(const struct option_group *group, const struct option_marks *marks, size_t g,
+                const char *name)
+{
+    for (size_t i = 0; i < group->count; i++)
+        if (strcmp(group->specs[i].name, name) == 0)
+            return (marks->set[g] & (UINT64_C(1) << i)) ? marks->line[g][i] : 0;
+    return 0;
+}
+
+/* Listener TLS options: consistent, and loadable (certificates are read now, so a bad one
+ * stops the start with its file:line). */
+static void
+config_validate_listener_tls(struct config *cfg, struct listener_config *l, const struct option_group *lo,
+                             const char *label)
+{
+    int cert_line = config_key_line(lo, &l->marks, 0, "tls_cert");
+    char err[512];
+
+    if (cert_line == 0) {
+        for (size_t i = 0; i < lo->count; i++) {
+            const char *name = lo->specs[i].name;
+            int line = config_key_line(lo, &l->marks, 0, name);
+            if (strncmp(name, "tls_", 4) == 0 && line > 0)
+                config_error_at(cfg, line, label, name, "needs tls_cert in this section");
+        }
+        return;
+    }
+    int key_line = config_key_line(lo, &l->marks, 0, "tls_key");
+    if (l->tls.keys.count != 0 && l->tls.keys.count != l->tls.certs.count) {
+        config_error_at(cfg, key_line, label, "tls_key",
+                        "%zu keys for %zu certificates (give one per tls_cert)", l->tls.keys.count,
+                        l->tls.certs.count);
+        return;
+    }
+    if (l->tls.verify_client != TLS_VERIFY_NONE && l->tls.client_ca == NULL) {
+        config_error_at(cfg, config_key_line(lo, &l->marks, 0, "tls_verify_client"), label,
+                        "tls_verify_client", "needs tls_client_ca");
+        return;
+    }
+    l->tls_server = tls_server_new(&l->tls, err, sizeof err);
+    if (l->tls_server == NULL)
+        config_error_at(cfg, cert_line, label, "tls_cert", "%s", err);
+}
+
+static void
+config_validate_route_tls(struct config *cfg, struct route_config *r, const struct option_group *ro,
+                          const char *label)
+{
+    if (!r->target_tls) {
+        for (size_t i = 0; i < ro->count; i++) {
+            const char *name = ro->specs[i].name;
+            int line = config_key_line(ro, &r->marks, 0, name);
+            if (strncmp(name, "target_tls_", 11) == 0 && line > 0)
+                config_error_at(cfg, line, label, name, "needs target_tls = yes");
+        }
+    }
+    if (r->target_tls) {
+        char err[512];
+        r->target_tls_client = tls_client_new(r, err, sizeof err);
+        if (r->target_tls_client == NULL)
+            config_error_at(cfg, config_key_line(ro, &r->marks, 0, "target_tls"), label, "target_tls", "%s",
+                            err);
+    }
+    if (r->client_cert_names.count == 0)
+        return;
+    /* An allow-list is only meaningful where client certificates are asked for. */
+    int line = config_key_line(ro, &r->marks, 0, "client_cert_names");
+    for (size_t i = 0; i < cfg->listener_count; i++) {
+        const struct listener_config *l = &cfg->listeners[i];
+        bool serves = r->listeners.count == 0;
+        for (size_t k = 0; k < r->listeners.count; k++)
+            serves = serves || strcmp(r->listeners.items[k], l->head.name) == 0;
+        if (serves && l->tls.verify_client == TLS_VERIFY_NONE)
+            config_error_at(cfg, line, label, "client_cert_names",
+                            "[listener:%s] serves this route without tls_verify_client", l->head.name);
     }
 }
 
@@ -792,8 +998,11 @@ config_validate(struct config *cfg)
 
     for (size_t i = 0; i < cfg->listener_count; i++) {
         struct listener_config *l = &cfg->listeners[i];
+        char llabel[SECTION_NAME_MAX + 16];
+        snprintf(llabel, sizeof llabel, "listener:%s", l->head.name);
         config_check_required(cfg, &lo, l->marks.set[0], l->head.line, "listener", l->head.name);
         config_inherit(&ll, l->marks.set[1], &l->limits, &cfg->listener_defaults);
+        config_validate_listener_tls(cfg, l, &lo, llabel);
         if (!(l->marks.set[0] & (UINT64_C(1) << LISTENER_OPT_BIND)))
             continue;
         for (size_t j = 0; j < i; j++) {
@@ -815,6 +1024,7 @@ config_validate(struct config *cfg)
         snprintf(label, sizeof label, "route:%s", r->head.name);
         config_check_required(cfg, &ro, r->marks.set[0], r->head.line, "route", r->head.name);
         config_inherit(&rl, r->marks.set[1], &r->limits, &cfg->route_defaults);
+        config_validate_route_tls(cfg, r, &ro, label);
         for (size_t k = 0; k < r->listeners.count; k++)
             if (config_listener_index(cfg, r->listeners.items[k]) < 0)
                 config_error_at(cfg, r->marks.line[0][ROUTE_OPT_LISTENER], label, "listener",
@@ -861,10 +1071,19 @@ config_build_routes(struct config *cfg)
             r.listener_mask |= UINT64_C(1) << config_listener_index(cfg, rc->listeners.items[k]);
         r.target = rc->target;
         r.limits = rc->limits;
+        r.cert_names = rc->client_cert_names.items;
+        r.cert_name_count = rc->client_cert_names.count;
+        r.target_tls = rc->target_tls_client;
         int rv = route_table_add(cfg->routes, &r);
         free(path);
         if (rv == -1)
             return -1;
+        if (rc->target_tls_client != NULL) {
+            /* The table may outlive this config (sessions hold it across reloads). */
+            if (route_table_attach(cfg->routes, rc->target_tls_client, tls_client_free) == -1)
+                return -1;
+            rc->target_tls_client = NULL;
+        }
     }
     return 0;
 }
@@ -944,21 +1163,33 @@ config_load_string(const char *text, const char *source)
 void
 config_free(struct config *cfg)
 {
+    struct option_group groups[3];
+    void *bases[3];
+    struct option_marks *marks;
+
     if (cfg == NULL)
         return;
-    for (size_t i = 0; i < cfg->listener_count; i++)
+    for (size_t i = 0; i < cfg->listener_count; i++) {
+        size_t n = config_groups(cfg, SECTION_LISTENER, i, groups, bases, &marks);
+        for (size_t g = 0; g < n; g++)
+            config_free_group(&groups[g], bases[g]);
+        tls_server_unref(cfg->listeners[i].tls_server);
         free(cfg->listeners[i].head.name);
+    }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->route_count; i++) {
-        struct route_config *r = &cfg->route_configs[i];
-        free(r->head.name);
-        free(r->path);
-        str_list_clear(&r->hosts);
-        str_list_clear(&r->listeners);
+        size_t n = config_groups(cfg, SECTION_ROUTE, i, groups, bases, &marks);
+        for (size_t g = 0; g < n; g++)
+            config_free_group(&groups[g], bases[g]);
+        if (cfg->route_configs[i].target_tls_client != NULL)
+            tls_client_free(cfg->route_configs[i].target_tls_client);
+        free(cfg->route_configs[i].head.name);
     }
     free(cfg->route_configs);
+    size_t n = config_groups(cfg, SECTION_GATEWAY, 0, groups, bases, &marks);
+    for (size_t g = 0; g < n; g++)
+        config_free_group(&groups[g], bases[g]);
     route_table_unref(cfg->routes);
-    free(cfg->resolv_conf);
     for (size_t i = 0; i < cfg->error_count; i++)
         free(cfg->errors[i].text);
     free(cfg->errors);
@@ -975,19 +1206,21 @@ config_print_errors(const struct config *cfg, FILE *out)
 
 /* ---- dump ---- */
 
-static void
+/* Format an option's value; returns false when it is unset (no default, not given). */
+static bool
 config_format_value(const struct option_spec *spec, const void *base, char *buf, size_t size)
 {
     const void *field = (const char *)base + spec->offset;
     uint64_t n;
 
+    buf[0] = '\0';
     switch (spec->type) {
     case OPT_LOG_LEVEL:
         snprintf(buf, size, "%s", log_level_str(*(const enum log_level *)field));
-        return;
+        return true;
     case OPT_UINT:
         snprintf(buf, size, "%llu", (unsigned long long)config_load_uint(field, spec->size));
-        return;
+        return true;
     case OPT_BYTES:
         n = config_load_uint(field, spec->size);
         if (n != 0 && n % (MIB(1) << 10) == 0)
@@ -998,33 +1231,68 @@ config_format_value(const struct option_spec *spec, const void *base, char *buf,
             snprintf(buf, size, "%lluk", (unsigned long long)(n >> 10));
         else
             snprintf(buf, size, "%llu", (unsigned long long)n);
-        return;
+        return true;
     case OPT_SECONDS:
         n = config_load_uint(field, spec->size);
         if (n % 1000 == 0)
             snprintf(buf, size, "%llu", (unsigned long long)(n / 1000));
         else
             snprintf(buf, size, "%g", (double)n / 1000);
-        return;
+        return true;
+    case OPT_BOOL:
+        snprintf(buf, size, "%s", *(const bool *)field ? "yes" : "no");
+        return true;
+    case OPT_CHOICE:
+        config_choice_text(spec->choices, (uint32_t)config_load_uint(field, spec->size), buf, size);
+        return true;
     case OPT_BIND:
     case OPT_TARGET:
         addr_format((const struct addr *)field, buf, size);
-        return;
+        return true;
     case OPT_PATH:
     case OPT_FILE:
+    case OPT_STRING:
         snprintf(buf, size, "%s", *(char *const *)field ? *(char *const *)field : "");
-        return;
+        return *(char *const *)field != NULL;
     case OPT_HOSTS:
-    case OPT_NAMES: {
+    case OPT_NAMES:
+    case OPT_FILES:
+    case OPT_CERT_NAMES: {
         const struct str_list *l = field;
+        const char *sep = spec->type == OPT_CERT_NAMES ? ", " : " ";
         size_t o = 0;
-        buf[0] = '\0';
-        if (l->count == 0)
+        if (l->count == 0 && (spec->type == OPT_HOSTS || spec->type == OPT_NAMES))
             snprintf(buf, size, "*");
         for (size_t i = 0; i < l->count && o < size; i++)
-            o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? " " : "", l->items[i]);
-        return;
+            o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? sep : "", l->items[i]);
+        return l->count > 0 || spec->type == OPT_HOSTS || spec->type == OPT_NAMES;
     }
+    }
+    return false;
+}
+
+/* Free what an option table's string and list fields hold. */
+static void
+config_free_group(const struct option_group *group, void *base)
+{
+    for (size_t i = 0; i < group->count; i++) {
+        void *field = (char *)base + group->specs[i].offset;
+        switch (group->specs[i].type) {
+        case OPT_PATH:
+        case OPT_FILE:
+        case OPT_STRING:
+            free(*(char **)field);
+            *(char **)field = NULL;
+            break;
+        case OPT_HOSTS:
+        case OPT_NAMES:
+        case OPT_FILES:
+        case OPT_CERT_NAMES:
+            str_list_clear(field);
+            break;
+        default:
+            break;
+        }
     }
 }
 
@@ -1037,8 +1305,10 @@ config_dump_group(FILE *out, const struct option_group *group, const void *base,
         const struct option_spec *spec = &group->specs[i];
         if (in_gateway && (spec->flags & OPTF_NOT_IN_GATEWAY))
             continue;
-        config_format_value(spec, base, value, sizeof value);
-        fprintf(out, "; %s\n%s = %s\n", spec->help, spec->name, value);
+        if (config_format_value(spec, base, value, sizeof value))
+            fprintf(out, "; %s\n%s = %s\n", spec->help, spec->name, value);
+        else
+            fprintf(out, "; %s\n;%s =\n", spec->help, spec->name); /* unset */
     }
 }
 

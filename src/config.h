@@ -38,10 +38,40 @@ struct section_head {
     int line; /* of the section header */
 };
 
+enum tls_verify_client {
+    TLS_VERIFY_NONE = 0,
+    TLS_VERIFY_OPTIONAL, /* ask; a certificate that is sent must verify */
+    TLS_VERIFY_REQUIRE,  /* no valid certificate: 403 before the upgrade */
+};
+
+enum tls_min_version {
+    TLS_MIN_1_2 = 0,
+    TLS_MIN_1_3,
+};
+
+/* A listener's tls_* options, as written. */
+struct listener_tls_config {
+    struct str_list certs;   /* PEM chains; the first is the default for SNI */
+    struct str_list keys;    /* one per cert; empty: each cert file holds its key */
+    char *key_password_file; /* first line is the passphrase */
+    char *key_password_env;  /* name of an environment variable holding it */
+    bool only;               /* refuse plain WebSocket on this port */
+    uint32_t min_version;    /* enum tls_min_version */
+    char *ciphers;           /* TLS 1.2 cipher list */
+    char *ciphersuites;      /* TLS 1.3 suites */
+    char *client_ca;         /* CA file for client certificates */
+    uint32_t verify_client;  /* enum tls_verify_client */
+};
+
+struct tls_server;
+struct tls_client;
+
 struct listener_config {
     struct section_head head;
     struct addr bind;
     struct listener_limits limits;
+    struct listener_tls_config tls;
+    struct tls_server *tls_server; /* built from 'tls' when it has certificates; owned */
     struct option_marks marks;
 };
 
@@ -52,6 +82,13 @@ struct route_config {
     struct str_list listeners; /* names; empty: every listener */
     struct addr target;
     struct limits limits;
+    struct str_list client_cert_names; /* mTLS allow-list: subject CN or SAN values */
+    bool target_tls;
+    char *target_tls_ca;          /* CA file; unset: the system's trust store */
+    char *target_tls_server_name; /* SNI and the name verified; unset: the target host */
+    bool target_tls_verify;
+    char *target_tls_cert, *target_tls_key; /* client certificate for the backend */
+    struct tls_client *target_tls_client;   /* built when target_tls; moves to the route table */
     struct option_marks marks;
 };
 

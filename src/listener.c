@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 
 #define LISTEN_BACKLOG  1024
 #define ACCEPT_RETRY_MS 100
@@ -26,6 +27,7 @@ struct listener {
     unsigned index;
     char *name;
     struct listener_limits limits;
+    struct tls_server *tls; /* counted reference; NULL: plain only */
     char addr[ADDR_STR_MAX];
 };
 
@@ -38,7 +40,7 @@ listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockad
     (void)lev;
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    session_start(l->worker, fd, sa, (socklen_t)sa_len, l->index, &l->limits);
+    session_start(l->worker, fd, sa, (socklen_t)sa_len, l->index, &l->limits, l->tls);
 }
 
 static void
@@ -106,6 +108,10 @@ listener_new(struct worker *w, const struct listener_config *cfg, unsigned index
     l->worker = w;
     l->index = index;
     l->limits = cfg->limits;
+    if (cfg->tls_server != NULL) {
+        l->tls = cfg->tls_server;
+        tls_server_ref(l->tls);
+    }
     l->name = strdup(cfg->head.name);
     if (l->name == NULL)
         goto fail;
@@ -143,7 +149,10 @@ listener_new(struct worker *w, const struct listener_config *cfg, unsigned index
     l->retry = evtimer_new(w->base, listener_retry_cb, l);
     if (l->retry == NULL)
         goto fail;
-    log_info("listener name=%s addr=%s listening", l->name, l->addr);
+    log_info("listener name=%s addr=%s listening%s", l->name, l->addr,
+             l->tls == NULL            ? ""
+             : tls_server_only(l->tls) ? " tls=only"
+                                       : " tls=yes");
     return l;
 fail:
     listener_free(l);
@@ -171,6 +180,17 @@ listener_free(struct listener *l)
         evconnlistener_free(l->lev);
     if (l->retry != NULL)
         event_free(l->retry);
+    tls_server_unref(l->tls);
     free(l->name);
     free(l);
+}
+
+void
+listener_update(struct listener *l, const struct listener_config *cfg)
+{
+    l->limits = cfg->limits;
+    if (cfg->tls_server != NULL)
+        tls_server_ref(cfg->tls_server);
+    tls_server_unref(l->tls); /* sessions mid-handshake hold their own reference */
+    l->tls = cfg->tls_server;
 }

@@ -19,4 +19,9 @@ void listener_stop(struct listener *l);
 
 void listener_free(struct listener *l);
 
+/* Take a reloaded config's handshake limits and TLS contexts (certificates) for new
+ * connections; open sessions keep what they started with. The bind address is not
+ * changed. */
+void listener_update(struct listener *l, const struct listener_config *cfg);
+
 #endif

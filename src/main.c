@@ -35,6 +35,8 @@ struct options {
     bool verbose;
     const char *heartbeat; /* websockify --heartbeat */
     const char *unix_target;
+    const char *cert, *key, *cafile, *ssl_version, *ssl_ciphers; /* websockify's TLS flags */
+    bool ssl_only, ssl_target, verify_client;
     const char *source;
     const char *target;
 };
@@ -66,6 +68,13 @@ usage(FILE *out)
                  "  -h, --help            print this help and exit\n"
                  "  --heartbeat SECONDS   ping clients after SECONDS without traffic (websockify)\n"
                  "  --unix-target PATH    proxy to a unix socket instead of target_addr:target_port\n"
+                 "  --cert FILE           serve wss:// too, with this PEM certificate chain\n"
+                 "  --key FILE            its private key (default: in the --cert file)\n"
+                 "  --ssl-only            refuse plain ws://\n"
+                 "  --ssl-version V       oldest TLS version: tlsv1_2 (default) or tlsv1_3\n"
+                 "  --ssl-ciphers LIST    TLS 1.2 cipher list (OpenSSL syntax)\n"
+                 "  --cafile FILE         CA for client certificates; --verify-client requires them\n"
+                 "  --ssl-target          connect to the target over TLS (its certificate is verified)\n"
                  "\n"
                  "Signals: TERM/INT close sessions with 1001 and exit once drained; HUP reloads\n"
                  "routes and limits from -c FILE; USR1 logs the counters.\n");
@@ -89,7 +98,18 @@ die_usage(const char *fmt, ...)
 static void
 parse_args(int argc, char **argv, struct options *opt)
 {
-    enum { OPT_HEARTBEAT = 256, OPT_UNIX_TARGET };
+    enum {
+        OPT_HEARTBEAT = 256,
+        OPT_UNIX_TARGET,
+        OPT_CERT,
+        OPT_KEY,
+        OPT_SSL_ONLY,
+        OPT_SSL_TARGET,
+        OPT_VERIFY_CLIENT,
+        OPT_CAFILE,
+        OPT_SSL_VERSION,
+        OPT_SSL_CIPHERS,
+    };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"test", no_argument, NULL, 't'},
@@ -98,6 +118,14 @@ parse_args(int argc, char **argv, struct options *opt)
         {"help", no_argument, NULL, 'h'},
         {"heartbeat", required_argument, NULL, OPT_HEARTBEAT},
         {"unix-target", required_argument, NULL, OPT_UNIX_TARGET},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"ssl-only", no_argument, NULL, OPT_SSL_ONLY},
+        {"ssl-target", no_argument, NULL, OPT_SSL_TARGET},
+        {"verify-client", no_argument, NULL, OPT_VERIFY_CLIENT},
+        {"cafile", required_argument, NULL, OPT_CAFILE},
+        {"ssl-version", required_argument, NULL, OPT_SSL_VERSION},
+        {"ssl-ciphers", required_argument, NULL, OPT_SSL_CIPHERS},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -126,6 +154,30 @@ parse_args(int argc, char **argv, struct options *opt)
         case OPT_UNIX_TARGET:
             opt->unix_target = optarg;
             break;
+        case OPT_CERT:
+            opt->cert = optarg;
+            break;
+        case OPT_KEY:
+            opt->key = optarg;
+            break;
+        case OPT_SSL_ONLY:
+            opt->ssl_only = true;
+            break;
+        case OPT_SSL_TARGET:
+            opt->ssl_target = true;
+            break;
+        case OPT_VERIFY_CLIENT:
+            opt->verify_client = true;
+            break;
+        case OPT_CAFILE:
+            opt->cafile = optarg;
+            break;
+        case OPT_SSL_VERSION:
+            opt->ssl_version = optarg;
+            break;
+        case OPT_SSL_CIPHERS:
+            opt->ssl_ciphers = optarg;
+            break;
         case ':':
             die_usage("option %s needs a value", argv[optind - 1]);
             break;
@@ -137,10 +189,22 @@ parse_args(int argc, char **argv, struct options *opt)
     if (opt->config_path != NULL) {
         if (rest > 0)
             die_usage("with -c, addresses come from the file, not the command line (got '%s')", argv[optind]);
-        if (opt->heartbeat || opt->unix_target)
-            die_usage("%s", "--heartbeat and --unix-target are for the command-line form; use the INI file");
+        if (opt->heartbeat || opt->unix_target || opt->cert || opt->key || opt->ssl_only || opt->ssl_target ||
+            opt->verify_client || opt->cafile || opt->ssl_version || opt->ssl_ciphers)
+            die_usage("%s", "websockify-style flags are for the command-line form; with -c use the INI file");
         return;
     }
+    if (opt->cert == NULL && (opt->key || opt->ssl_only || opt->verify_client || opt->cafile ||
+                              opt->ssl_version || opt->ssl_ciphers))
+        die_usage(
+            "%s",
+            "--key, --ssl-only, --verify-client, --cafile, --ssl-version and --ssl-ciphers need --cert");
+    if (opt->verify_client && opt->cafile == NULL)
+        die_usage("%s", "--verify-client needs --cafile (the CA that signs client certificates)");
+    const char *texts[] = {opt->cert, opt->key, opt->cafile, opt->ssl_ciphers};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (texts[i] != NULL && strpbrk(texts[i], "\n\r;") != NULL)
+            die_usage("a file name or cipher list with a newline or ';' is not supported: '%s'", texts[i]);
     if (rest == 0)
         die_usage("%s", "expected [source_addr:]source_port target_addr:target_port, or -c FILE");
     opt->source = argv[optind];
@@ -189,8 +253,40 @@ config_text_from_args(const struct options *opt)
     fprintf(fp, "[gateway]\n");
     if (opt->heartbeat != NULL)
         fprintf(fp, "ping_interval_s = %s\n", opt->heartbeat);
-    fprintf(fp, "[listener:default]\nbind = %s\n[route:default]\npath = /*\ntarget = %s\n", opt->source,
-            target);
+    fprintf(fp, "[listener:default]\nbind = %s\n", opt->source);
+    if (opt->cert != NULL) {
+        fprintf(fp, "tls_cert = %s\n", opt->cert);
+        if (opt->key != NULL)
+            fprintf(fp, "tls_key = %s\n", opt->key);
+        if (opt->ssl_only)
+            fprintf(fp, "tls_only = yes\n");
+        if (opt->cafile != NULL)
+            fprintf(fp, "tls_client_ca = %s\n", opt->cafile);
+        if (opt->verify_client)
+            fprintf(fp, "tls_verify_client = require\n");
+        if (opt->ssl_ciphers != NULL)
+            fprintf(fp, "tls_ciphers = %s\n", opt->ssl_ciphers);
+        if (opt->ssl_version != NULL) {
+            /* websockify's names; TLS 1.0 and 1.1 are never offered. */
+            const char *v = strcmp(opt->ssl_version, "tlsv1_3") == 0   ? "1.3"
+                            : strcmp(opt->ssl_version, "tlsv1_2") == 0 ? "1.2"
+                            : strcmp(opt->ssl_version, "default") == 0 ? "1.2"
+                                                                       : NULL;
+            if (v == NULL) {
+                fclose(fp);
+                free(text);
+                fprintf(stderr,
+                        "wsplice: --ssl-version %s: expected tlsv1_2 or tlsv1_3 (older versions are not "
+                        "offered)\n",
+                        opt->ssl_version);
+                exit(EXIT_USAGE);
+            }
+            fprintf(fp, "tls_min_version = %s\n", v);
+        }
+    }
+    fprintf(fp, "[route:default]\npath = /*\ntarget = %s\n", target);
+    if (opt->ssl_target)
+        fprintf(fp, "target_tls = yes\n");
     fclose(fp);
     return text;
 }
@@ -318,7 +414,10 @@ signal_reload_cb(evutil_socket_t sig, short what, void *arg)
         config_free(next);
         return;
     }
-    /* Sessions hold their own reference to the route table they started with. */
+    /* New connections get the new certificates and limits; sessions hold their own
+     * reference to the route table and TLS contexts they started with. */
+    for (size_t i = 0; i < app->listener_count; i++)
+        listener_update(app->listeners[i], &next->listeners[i]);
     config_free(app->cfg);
     app->cfg = next;
     app_apply_config(app);

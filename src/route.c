@@ -12,6 +12,13 @@ struct route_table {
     struct route *routes;
     atomic_uint *sessions;  /* live sessions per route, for limits.max_sessions */
     struct limits defaults; /* for connections that have no route yet */
+    struct route_attachment *attachments;
+    size_t attachment_count;
+};
+
+struct route_attachment {
+    void *object;
+    void (*free_fn)(void *object);
 };
 
 struct route_table *
@@ -35,14 +42,44 @@ route_strdup(const char *s)
     return d;
 }
 
+/* Deep-copy a string array; NULL for an empty one. Returns -1 on ENOMEM (nothing kept). */
+static int
+route_copy_strings(char **src, size_t count, char ***dst)
+{
+    *dst = NULL;
+    if (count == 0)
+        return 0;
+    char **d = calloc(count, sizeof *d);
+    if (d == NULL)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        d[i] = route_strdup(src[i]);
+        if (d[i] == NULL) {
+            while (i-- > 0)
+                free(d[i]);
+            free(d);
+            return -1;
+        }
+    }
+    *dst = d;
+    return 0;
+}
+
+static void
+route_free_strings(char **s, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(s[i]);
+    free(s);
+}
+
 static void
 route_cleanup(struct route *r)
 {
     free(r->name);
     free(r->path);
-    for (size_t i = 0; i < r->host_count; i++)
-        free(r->hosts[i]);
-    free(r->hosts);
+    route_free_strings(r->hosts, r->host_count);
+    route_free_strings(r->cert_names, r->cert_name_count);
 }
 
 int
@@ -65,27 +102,32 @@ route_table_add(struct route_table *table, const struct route *route)
     copy.name = route_strdup(route->name);
     copy.path = route_strdup(route->path);
     copy.path_len = strlen(route->path);
-    copy.hosts = NULL;
-    copy.host_count = 0;
-    if (copy.name == NULL || copy.path == NULL)
-        goto fail;
-    if (route->host_count > 0) {
-        copy.hosts = calloc(route->host_count, sizeof *copy.hosts);
-        if (copy.hosts == NULL)
-            goto fail;
-        for (size_t i = 0; i < route->host_count; i++) {
-            copy.hosts[i] = route_strdup(route->hosts[i]);
-            if (copy.hosts[i] == NULL)
-                goto fail;
-            copy.host_count = i + 1;
-        }
+    if (route_copy_strings(route->hosts, route->host_count, &copy.hosts) == -1)
+        copy.host_count = 0;
+    if (route_copy_strings(route->cert_names, route->cert_name_count, &copy.cert_names) == -1)
+        copy.cert_name_count = 0;
+    if (copy.name == NULL || copy.path == NULL || (copy.hosts == NULL && route->host_count > 0) ||
+        (copy.cert_names == NULL && route->cert_name_count > 0)) {
+        route_cleanup(&copy);
+        return -1;
     }
     atomic_init(&table->sessions[table->count], 0);
     table->routes[table->count++] = copy;
     return 0;
-fail:
-    route_cleanup(&copy);
-    return -1;
+}
+
+int
+route_table_attach(struct route_table *table, void *object, void (*free_fn)(void *object))
+{
+    struct route_attachment *n = realloc(table->attachments, (table->attachment_count + 1) * sizeof *n);
+
+    if (n == NULL)
+        return -1;
+    table->attachments = n;
+    n[table->attachment_count].object = object;
+    n[table->attachment_count].free_fn = free_fn;
+    table->attachment_count++;
+    return 0;
 }
 
 void
@@ -105,6 +147,9 @@ route_table_unref(struct route_table *table)
         route_cleanup(&table->routes[i]);
     free(table->routes);
     free(table->sessions);
+    for (size_t i = 0; i < table->attachment_count; i++)
+        table->attachments[i].free_fn(table->attachments[i].object);
+    free(table->attachments);
     free(table);
 }
 

@@ -36,9 +36,13 @@ struct route {
     uint64_t listener_mask; /* bit i set: listener i serves this route */
     struct addr target;
     struct limits limits;
+    char **cert_names; /* client certificate allow-list (CN or SAN); NULL: none */
+    size_t cert_name_count;
+    const struct tls_client *target_tls; /* TLS to the backend; NULL: plain TCP */
 };
 
 struct route_table;
+struct tls_client;
 
 /* A new, empty table with one reference. NULL on allocation failure. */
 struct route_table *route_table_new(void);
@@ -46,6 +50,11 @@ struct route_table *route_table_new(void);
 /* Append a deep copy of 'route' (strings and host list are copied; path_len is taken
  * from the path). 0, or -1 on ENOMEM. */
 int route_table_add(struct route_table *table, const struct route *route);
+
+/* Hand 'object' to the table: 'free_fn(object)' runs when the table is freed. For things
+ * routes point to (TLS contexts) that must live as long as any session using the table.
+ * 0, or -1 on ENOMEM (the object is then not attached). */
+int route_table_attach(struct route_table *table, void *object, void (*free_fn)(void *object));
 
 void route_table_ref(struct route_table *table);
 /* Drop a reference; the last one frees the table. NULL is ignored. */

@@ -17,15 +17,19 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+
+#include <openssl/err.h>
 
 #include "base64.h"
 #include "http_upgrade.h"
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "tls.h"
 #include "utf8.h"
 #include "ws_frame.h"
 
@@ -105,6 +109,11 @@ struct session {
     size_t closing_backlog; /* bytes still queued at the last CLOSING check */
     uint64_t bytes_up, bytes_down;
 
+    struct tls_server *tls;   /* counted reference: the listener's contexts; NULL: plain listener */
+    struct event *probe;      /* owned: waits for the first byte on a TLS listener */
+    evutil_socket_t probe_fd; /* owned until the client bufferevent takes it; -1 after */
+    bool client_tls, backend_tls, backend_tls_failed;
+
     struct evutil_addrinfo *addrs, *next_addr; /* owned: resolved backend addresses */
     struct dns_ticket *dns;                    /* owned by the pending lookup */
 
@@ -123,6 +132,24 @@ session_dns_abandon(struct session *s)
     if (s->dns->req != NULL)
         evdns_getaddrinfo_cancel(s->dns->req);
     s->dns = NULL;
+}
+
+/* The TLS errors a bufferevent collected, as text (the first and the last), or NULL. */
+static const char *
+session_tls_error(struct bufferevent *bev, char *buf, size_t size)
+{
+    unsigned long e, first = 0, last = 0;
+
+    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+        if (first == 0)
+            first = e;
+        last = e;
+    }
+    ERR_clear_error(); /* nothing may leak into the next connection's queue */
+    if (first == 0)
+        return NULL;
+    ERR_error_string_n(last, buf, size);
+    return buf;
 }
 
 static void session_free(struct session *s);
@@ -297,6 +324,11 @@ session_free(struct session *s)
         bufferevent_free(s->client);
     if (s->backend != NULL)
         bufferevent_free(s->backend);
+    if (s->probe != NULL)
+        event_free(s->probe);
+    if (s->probe_fd >= 0)
+        evutil_closesocket(s->probe_fd);
+    tls_server_unref(s->tls);
     session_dns_abandon(s); /* the lookup frees the ticket when it returns */
     if (s->addrs != NULL)
         evutil_freeaddrinfo(s->addrs);
@@ -344,6 +376,8 @@ static void
 session_client_shutdown(struct session *s)
 {
     s->client_phase = SIDE_LINGER;
+    if (s->client_tls)
+        SSL_shutdown(bufferevent_openssl_get_ssl(s->client)); /* close_notify; the queue is empty */
     shutdown(bufferevent_getfd(s->client), SHUT_WR);
     bufferevent_enable(s->client, EV_READ);
 }
@@ -353,6 +387,8 @@ static void
 session_backend_shutdown(struct session *s)
 {
     s->backend_phase = SIDE_LINGER;
+    if (s->backend_tls)
+        SSL_shutdown(bufferevent_openssl_get_ssl(s->backend));
     shutdown(bufferevent_getfd(s->backend), SHUT_WR);
     if (s->backend_eof) {
         session_backend_done(s); /* the backend already closed its side: nothing to wait for */
@@ -456,6 +492,11 @@ session_reject(struct session *s, int status, const char *reason)
     char reply[HTTP_REPLY_MAX];
     size_t n = http_upgrade_format_error(reply, status, reason);
 
+    if (s->client == NULL) { /* still waiting for the first byte: nothing to answer on */
+        log_debug("session s=%" PRIu64 " closed before its first byte: %s", s->id, reason);
+        session_free(s);
+        return;
+    }
     if (s->is_head) { /* a reply to HEAD has no content (RFC 9110 §9.3.2) */
         const char *end = strstr(reply, "\r\n\r\n");
         if (end != NULL)
@@ -768,6 +809,19 @@ session_handshake(struct session *s)
         return;
     }
     s->limits = &s->route->limits;
+    if (s->tls != NULL || s->route->cert_name_count > 0) {
+        char why[256];
+        enum tls_verify_client mode = s->tls ? tls_server_verify_client(s->tls) : TLS_VERIFY_NONE;
+        const char *deny =
+            tls_client_cert_check(s->client_tls ? bufferevent_openssl_get_ssl(s->client) : NULL, mode,
+                                  s->route->cert_names, s->route->cert_name_count, why, sizeof why);
+        if (deny != NULL) {
+            log_info("session s=%" PRIu64 " client certificate refused client=%s route=%s", s->id, s->peer,
+                     s->route->name);
+            session_reject(s, 403, deny);
+            return;
+        }
+    }
     if (!route_session_acquire(s->routes, s->route)) {
         session_reject(s, 503, "route at its session limit");
         return;
@@ -828,9 +882,14 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
 
-    (void)bev;
     if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
         return;
+    if (s->client_tls && (what & BEV_EVENT_ERROR)) {
+        char why[256];
+        if (session_tls_error(bev, why, sizeof why) != NULL)
+            log_info("session s=%" PRIu64 " tls error client=%s state=%s reason=\"%s\"", s->id, s->peer,
+                     session_state_str(s->state), why);
+    }
     if (s->state == SESSION_OPEN || (s->state == SESSION_CLOSING && s->client_phase == SIDE_ACTIVE)) {
         session_note_close(s, WS_CLOSE_ABNORMAL, BY_CLIENT,
                            (what & BEV_EVENT_ERROR) ? "client connection reset" : "client closed TCP");
@@ -902,9 +961,15 @@ session_backend_connected(struct session *s)
     METRICS_ADD(sessions_open, 1);
     s->last_data_ms = s->last_client_ms = session_now_ms();
     session_set_state(s, SESSION_OPEN);
-    log_info("session s=%" PRIu64 " open client=%s route=%s target=%s proto=%s", s->id, s->peer,
+    char tls[160] = "";
+    if (s->client_tls) {
+        char desc[140];
+        snprintf(tls, sizeof tls, " tls=%s",
+                 tls_describe(bufferevent_openssl_get_ssl(s->client), desc, sizeof desc));
+    }
+    log_info("session s=%" PRIu64 " open client=%s route=%s target=%s proto=%s%s", s->id, s->peer,
              s->route->name, addr_format(&s->route->target, target, sizeof target),
-             http_subprotocol_str(s->proto));
+             http_subprotocol_str(s->proto), tls);
     bufferevent_enable(s->backend, EV_READ | EV_WRITE);
     session_client_frames(s); /* anything the client sent before the 101 */
     if (s->client != NULL)
@@ -920,9 +985,44 @@ session_connect_failed(struct session *s)
     METRICS_ADD(backend_connect_failures, 1);
     log_warn("session s=%" PRIu64 " backend connect failed route=%s target=%s reason=%s", s->id,
              s->route->name, addr_format(&s->route->target, target, sizeof target),
-             timeout ? "timeout" : "refused_or_unreachable");
+             timeout                 ? "timeout"
+             : s->backend_tls_failed ? "tls_handshake_failed"
+                                     : "refused_or_unreachable");
     session_reject(s, timeout ? 504 : 502,
-                   timeout ? "backend did not answer in time" : "backend refused or unreachable");
+                   timeout                 ? "backend did not answer in time"
+                   : s->backend_tls_failed ? "backend TLS handshake failed"
+                                           : "backend refused or unreachable");
+}
+
+static void session_backend_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* TCP to the backend is up: continue over TLS on the same socket. Returns -1 (the
+ * backend bufferevent freed) if that cannot start. */
+static int
+session_backend_start_tls(struct session *s)
+{
+    evutil_socket_t fd = bufferevent_getfd(s->backend);
+    SSL *ssl;
+
+    bufferevent_setfd(s->backend, -1); /* keep the socket when the plain bufferevent goes */
+    bufferevent_free(s->backend);
+    s->backend = NULL;
+    ssl = tls_client_ssl_new(s->route->target_tls);
+    if (ssl != NULL)
+        s->backend = bufferevent_openssl_socket_new(s->worker->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (s->backend == NULL) {
+        if (ssl != NULL)
+            SSL_free(ssl);
+        evutil_closesocket(fd);
+        return -1;
+    }
+    s->backend_tls = true;
+    bufferevent_openssl_set_allow_dirty_shutdown(s->backend, 1);
+    bufferevent_setcb(s->backend, session_backend_read_cb, session_backend_write_cb, session_backend_event_cb,
+                      s);
+    bufferevent_enable(s->backend, EV_READ | EV_WRITE);
+    return 0;
 }
 
 static void
@@ -930,14 +1030,24 @@ session_backend_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
 
-    (void)bev;
     if (s->state == SESSION_CONNECTING) {
-        if (what & BEV_EVENT_CONNECTED) {
+        if ((what & BEV_EVENT_CONNECTED) && s->route->target_tls != NULL && !s->backend_tls) {
+            if (session_backend_start_tls(s) == 0)
+                return; /* the TLS handshake's CONNECTED event comes next */
+        } else if (what & BEV_EVENT_CONNECTED) {
             session_backend_connected(s);
             return;
+        } else if (s->backend_tls) {
+            char why[256];
+            char target[ADDR_STR_MAX];
+            s->backend_tls_failed = true;
+            log_warn("session s=%" PRIu64 " backend tls handshake failed route=%s target=%s reason=\"%s\"",
+                     s->id, s->route->name, addr_format(&s->route->target, target, sizeof target),
+                     session_tls_error(bev, why, sizeof why) ? why : "connection closed");
         }
         /* This address failed: try the next one. */
-        bufferevent_free(s->backend);
+        if (s->backend != NULL)
+            bufferevent_free(s->backend);
         s->backend = NULL;
         session_connect_next(s);
         return;
@@ -1044,6 +1154,7 @@ session_connect_try(struct session *s, const struct sockaddr *sa, socklen_t sa_l
         log_warn("session s=%" PRIu64 " backend socket: %s", s->id, strerror(errno));
         return -1;
     }
+    s->backend_tls = false;
     s->backend = bufferevent_socket_new(s->worker->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (s->backend == NULL) {
         close(fd);
@@ -1158,9 +1269,83 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- public ---- */
 
+/* Give the session its client bufferevent (TLS when 'ssl' is set) and start reading the
+ * upgrade request, unless a limit or the listener's rules refuse it. */
+static void
+session_client_open(struct session *s, evutil_socket_t fd, SSL *ssl)
+{
+    struct worker *w = s->worker;
+    int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+
+    s->probe_fd = -1; /* from here the bufferevent owns the socket */
+    if (ssl != NULL) {
+        s->client = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
+        if (s->client == NULL)
+            SSL_free(ssl);
+        else
+            bufferevent_openssl_set_allow_dirty_shutdown(s->client, 1); /* browsers skip close_notify */
+        s->client_tls = true;
+    } else {
+        s->client = bufferevent_socket_new(w->base, fd, opts);
+    }
+    if (s->client == NULL) {
+        log_error("session s=%" PRIu64 " cannot set up the connection", s->id);
+        evutil_closesocket(fd);
+        session_free(s);
+        return;
+    }
+    bufferevent_setcb(s->client, session_client_read_cb, session_client_write_cb, session_client_event_cb, s);
+    if (w->draining) {
+        session_reject(s, 503, "server shutting down");
+        return;
+    }
+    if (w->max_sessions != 0 && w->session_count > w->max_sessions) {
+        session_reject(s, 503, "gateway at its session limit");
+        return;
+    }
+    if (ssl == NULL && s->tls != NULL && tls_server_only(s->tls)) {
+        log_info("session s=%" PRIu64 " plain request on a TLS-only listener client=%s", s->id, s->peer);
+        session_reject(s, 400, "this port requires TLS: use wss://");
+        return;
+    }
+    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    session_arm_timer(s);
+}
+
+/* The first byte of a connection on a TLS listener arrived (or the peer left). */
+static void
+session_probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    uint8_t first;
+    ssize_t n = recv(fd, &first, 1, MSG_PEEK);
+
+    (void)what;
+    if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        event_add(s->probe, NULL);
+        return;
+    }
+    event_free(s->probe);
+    s->probe = NULL;
+    if (n != 1) {
+        log_debug("session s=%" PRIu64 " client left before sending anything", s->id);
+        session_free(s);
+        return;
+    }
+    SSL *ssl = NULL;
+    if (tls_sniff_first_byte(first) == TLS_SNIFF_TLS) {
+        ssl = tls_server_ssl_new(s->tls);
+        if (ssl == NULL) {
+            session_free(s);
+            return;
+        }
+    }
+    session_client_open(s, fd, ssl);
+}
+
 void
 session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, socklen_t peer_len,
-              unsigned listener_index, const struct listener_limits *limits)
+              unsigned listener_index, const struct listener_limits *limits, struct tls_server *tls)
 {
     struct session *s = calloc(1, sizeof *s);
 
@@ -1178,6 +1363,7 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
     s->routes = w->cfg->routes;
     route_table_ref(s->routes);
     s->limits = route_table_defaults(s->routes);
+    s->probe_fd = fd;
     addr_format_sockaddr(peer, peer_len, s->peer, sizeof s->peer);
     event_assign(&s->timer, w->base, -1, 0, session_timer_cb, s);
 
@@ -1188,26 +1374,22 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
     w->session_count++;
     METRICS_ADD(sessions_current, 1);
     METRICS_ADD(sessions_total, 1);
+    log_debug("session s=%" PRIu64 " accept client=%s", s->id, s->peer);
 
-    s->client = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (s->client == NULL) {
-        log_error("session s=%" PRIu64 " cannot set up the connection", s->id);
-        evutil_closesocket(fd);
+    if (tls == NULL) {
+        session_client_open(s, fd, NULL);
+        return;
+    }
+    /* TLS and plain share the port: wait for the first byte to tell them apart. */
+    s->tls = tls;
+    tls_server_ref(tls);
+    s->probe = event_new(w->base, fd, EV_READ, session_probe_cb, s);
+    if (s->probe == NULL) {
         session_free(s);
         return;
     }
-    bufferevent_setcb(s->client, session_client_read_cb, session_client_write_cb, session_client_event_cb, s);
-    log_debug("session s=%" PRIu64 " accept client=%s", s->id, s->peer);
-    if (w->draining) {
-        session_reject(s, 503, "server shutting down");
-        return;
-    }
-    if (w->max_sessions != 0 && w->session_count > w->max_sessions) {
-        session_reject(s, 503, "gateway at its session limit");
-        return;
-    }
-    bufferevent_enable(s->client, EV_READ | EV_WRITE);
-    session_arm_timer(s);
+    event_add(s->probe, NULL);
+    session_arm_timer(s); /* the handshake deadline covers a client that sends nothing */
 }
 
 void

@@ -25,7 +25,7 @@ def keys_by_kind(text, commented):
             kind = m.group(1)
             kinds.setdefault(kind, set())
             continue
-        pat = r"\s*;?\s*(\w+)\s*=" if commented else r"\s*(\w+)\s*="
+        pat = r"\s*;?\s*(\w+)\s*=" if commented else r";?(\w+) ="
         m = re.match(pat, line)
         if m and kind:
             kinds[kind].add(m.group(1))

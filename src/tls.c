@@ -1,0 +1,599 @@
+/* tls.c - OpenSSL 3 contexts for listeners and backends. A listener's certificates are
+ * grouped by the names they carry: one SSL_CTX per group (so an RSA and an ECDSA
+ * certificate for the same names live side by side), chosen by SNI, the first group the
+ * default. Client certificates are verified during the handshake but judged afterwards,
+ * so a failure becomes an HTTP 403 with a reason instead of a bare TLS alert. */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "log.h"
+
+#define TLS_PASSWORD_MAX        1024
+#define TLS_ERR(err, size, ...) snprintf((err), (size), __VA_ARGS__)
+
+struct tls_group {
+    SSL_CTX *ctx;
+    char **names; /* lower-case DNS names (SAN, else CN) the group's certificates carry */
+    size_t name_count;
+};
+
+struct tls_server {
+    atomic_uint refs;
+    struct tls_group *groups; /* groups[0] is the default */
+    size_t group_count;
+    bool only;
+    enum tls_verify_client verify;
+};
+
+struct tls_client {
+    SSL_CTX *ctx;
+    char *server_name; /* SNI and verified name; NULL: none */
+    bool name_is_ip;
+    bool verify;
+};
+
+enum tls_sniff
+tls_sniff_first_byte(uint8_t first)
+{
+    if (first == 0x16) /* TLS record type 22: handshake (RFC 8446 §5.1) */
+        return TLS_SNIFF_TLS;
+    if (first & 0x80) /* SSLv2-compatible hello: let OpenSSL refuse it properly */
+        return TLS_SNIFF_TLS;
+    return TLS_SNIFF_PLAIN;
+}
+
+void
+log_tls_errors(const char *what)
+{
+    unsigned long e;
+    char buf[256];
+
+    while ((e = ERR_get_error()) != 0) {
+        ERR_error_string_n(e, buf, sizeof buf);
+        log_warn("tls %s: %s", what, buf);
+    }
+}
+
+/* The most recent OpenSSL error as text (the queue is then cleared). */
+static const char *
+tls_last_error(char *buf, size_t size)
+{
+    unsigned long e, last = 0;
+
+    while ((e = ERR_get_error()) != 0)
+        last = e;
+    if (last == 0)
+        return "unknown error";
+    ERR_error_string_n(last, buf, size);
+    return buf;
+}
+
+static int
+tls_password_cb(char *buf, int size, int rwflag, void *userdata)
+{
+    const char *pw = userdata;
+    (void)rwflag;
+    if (pw == NULL)
+        return 0;
+    int n = (int)strlen(pw);
+    if (n > size)
+        n = size;
+    memcpy(buf, pw, (size_t)n);
+    return n;
+}
+
+/* The passphrase from tls_key_password_file or _env into 'pw'. 0, or -1 with 'err'. */
+static int
+tls_read_password(const struct listener_tls_config *cfg, char *pw, size_t size, char *err, size_t err_size)
+{
+    pw[0] = '\0';
+    if (cfg->key_password_file != NULL) {
+        FILE *fp = fopen(cfg->key_password_file, "r");
+        if (fp == NULL) {
+            TLS_ERR(err, err_size, "tls_key_password_file %s: %s", cfg->key_password_file, strerror(errno));
+            return -1;
+        }
+        if (fgets(pw, (int)size, fp) == NULL)
+            pw[0] = '\0';
+        fclose(fp);
+        pw[strcspn(pw, "\r\n")] = '\0';
+    } else if (cfg->key_password_env != NULL) {
+        const char *v = getenv(cfg->key_password_env);
+        if (v == NULL) {
+            TLS_ERR(err, err_size, "tls_key_password_env: $%s is not set", cfg->key_password_env);
+            return -1;
+        }
+        snprintf(pw, size, "%s", v);
+    }
+    return 0;
+}
+
+static int
+tls_push_name(char ***names, size_t *count, const char *s, size_t len)
+{
+    char **n = realloc(*names, (*count + 1) * sizeof *n);
+    if (n == NULL)
+        return -1;
+    *names = n;
+    char *d = strndup(s, len);
+    if (d == NULL)
+        return -1;
+    for (char *c = d; *c; c++)
+        *c = (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a') : *c;
+    n[(*count)++] = d;
+    return 0;
+}
+
+static void
+tls_free_names(char **names, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Names a certificate answers to. dns_only: SAN DNS names, else the CN (what SNI
+ * matches); otherwise also SAN e-mail and URI values and the CN (what allow-lists match). */
+static int
+tls_cert_names(X509 *cert, bool dns_only, char ***names, size_t *count)
+{
+    GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    int rv = 0;
+
+    *names = NULL;
+    *count = 0;
+    for (int i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans) && rv == 0; i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+        const ASN1_STRING *v = NULL;
+        if (gn->type == GEN_DNS)
+            v = gn->d.dNSName;
+        else if (!dns_only && gn->type == GEN_EMAIL)
+            v = gn->d.rfc822Name;
+        else if (!dns_only && gn->type == GEN_URI)
+            v = gn->d.uniformResourceIdentifier;
+        if (v != NULL)
+            rv = tls_push_name(names, count, (const char *)ASN1_STRING_get0_data(v),
+                               (size_t)ASN1_STRING_length(v));
+    }
+    GENERAL_NAMES_free(sans);
+    if (rv == 0 && (*count == 0 || !dns_only)) {
+        char cn[256];
+        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+        if (n > 0)
+            rv = tls_push_name(names, count, cn, (size_t)n);
+    }
+    return rv;
+}
+
+/* "*.example.com" matches one label in its place; otherwise an exact, case-blind match. */
+static bool
+tls_name_matches(const char *pattern, const char *name)
+{
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        const char *dot = strchr(name, '.');
+        return dot != NULL && dot != name && strcasecmp(dot, pattern + 1) == 0;
+    }
+    return strcasecmp(pattern, name) == 0;
+}
+
+static bool
+tls_same_names(char **a, size_t na, char **b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++) {
+        bool found = false;
+        for (size_t j = 0; j < nb && !found; j++)
+            found = strcmp(a[i], b[j]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static int
+tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *out_len, const unsigned char *in,
+            unsigned int in_len, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    /* Only HTTP/1.1 carries the WebSocket upgrade; otherwise negotiate no protocol. */
+    for (unsigned int i = 0; i < in_len;) {
+        unsigned int n = in[i];
+        if (i + 1 + n > in_len)
+            break;
+        if (n == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *out_len = (unsigned char)n;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + n;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static int
+tls_sni_cb(SSL *ssl, int *alert, void *arg)
+{
+    struct tls_server *srv = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+    (void)alert;
+    if (name == NULL)
+        return SSL_TLSEXT_ERR_OK;
+    for (size_t g = 0; g < srv->group_count; g++) {
+        for (size_t i = 0; i < srv->groups[g].name_count; i++) {
+            if (tls_name_matches(srv->groups[g].names[i], name)) {
+                if (g != 0)
+                    SSL_set_SSL_CTX(ssl, srv->groups[g].ctx);
+                return SSL_TLSEXT_ERR_OK;
+            }
+        }
+    }
+    return SSL_TLSEXT_ERR_OK; /* unknown names get the default certificate */
+}
+
+/* Accept any client certificate during the handshake; the verdict is read afterwards
+ * (SSL_get_verify_result) so the client gets a 403 that says why. */
+static int
+tls_verify_accept_cb(int ok, X509_STORE_CTX *store)
+{
+    (void)ok;
+    (void)store;
+    return 1;
+}
+
+static SSL_CTX *
+tls_server_ctx_new(const struct listener_tls_config *cfg, struct tls_server *srv, char *err, size_t err_size)
+{
+    char ebuf[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (ctx == NULL) {
+        TLS_ERR(err, err_size, "cannot create a TLS context: %s", tls_last_error(ebuf, sizeof ebuf));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, cfg->min_version == TLS_MIN_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx,
+                        SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* Idle connections give their read and write buffers back (kilobytes per session). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"wsplice", 7);
+    if (cfg->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, cfg->ciphers) != 1) {
+        TLS_ERR(err, err_size, "tls_ciphers \"%s\": no usable cipher", cfg->ciphers);
+        goto fail;
+    }
+    if (cfg->ciphersuites != NULL && SSL_CTX_set_ciphersuites(ctx, cfg->ciphersuites) != 1) {
+        TLS_ERR(err, err_size, "tls_ciphersuites \"%s\": no usable suite", cfg->ciphersuites);
+        goto fail;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
+    SSL_CTX_set_tlsext_servername_callback(ctx, tls_sni_cb);
+    SSL_CTX_set_tlsext_servername_arg(ctx, srv);
+    if (cfg->verify_client != TLS_VERIFY_NONE) {
+        if (SSL_CTX_load_verify_locations(ctx, cfg->client_ca, NULL) != 1) {
+            TLS_ERR(err, err_size, "tls_client_ca %s: %s", cfg->client_ca, tls_last_error(ebuf, sizeof ebuf));
+            goto fail;
+        }
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->client_ca);
+        if (names != NULL)
+            SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tls_verify_accept_cb);
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* Load certificate 'i' (and its key) into the group for its names, making the group if
+ * needed. 0, or -1 with 'err'. */
+static int
+tls_server_add_cert(struct tls_server *srv, const struct listener_tls_config *cfg, size_t i, const char *pw,
+                    char *err, size_t err_size)
+{
+    const char *cert_file = cfg->certs.items[i];
+    const char *key_file = cfg->keys.count ? cfg->keys.items[i] : cert_file;
+    char ebuf[256];
+    char **names = NULL;
+    size_t name_count = 0;
+    X509 *leaf = NULL;
+    FILE *fp = fopen(cert_file, "r");
+
+    if (fp == NULL) {
+        TLS_ERR(err, err_size, "%s: %s", cert_file, strerror(errno));
+        return -1;
+    }
+    leaf = PEM_read_X509(fp, NULL, NULL, NULL);
+    fclose(fp);
+    if (leaf == NULL) {
+        TLS_ERR(err, err_size, "%s: no PEM certificate in it (%s)", cert_file,
+                tls_last_error(ebuf, sizeof ebuf));
+        return -1;
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0) {
+        TLS_ERR(err, err_size, "%s: the certificate has expired", cert_file);
+        goto fail;
+    }
+    if (X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0) {
+        TLS_ERR(err, err_size, "%s: the certificate is not valid yet", cert_file);
+        goto fail;
+    }
+    if (tls_cert_names(leaf, true, &names, &name_count) == -1) {
+        TLS_ERR(err, err_size, "out of memory");
+        goto fail;
+    }
+    struct tls_group *group = NULL;
+    for (size_t g = 0; g < srv->group_count && group == NULL; g++)
+        if (tls_same_names(srv->groups[g].names, srv->groups[g].name_count, names, name_count))
+            group = &srv->groups[g];
+    if (group == NULL) {
+        struct tls_group *n = realloc(srv->groups, (srv->group_count + 1) * sizeof *n);
+        if (n == NULL) {
+            TLS_ERR(err, err_size, "out of memory");
+            goto fail;
+        }
+        srv->groups = n;
+        group = &n[srv->group_count];
+        group->ctx = tls_server_ctx_new(cfg, srv, err, err_size);
+        if (group->ctx == NULL)
+            goto fail;
+        group->names = names;
+        group->name_count = name_count;
+        names = NULL;
+        name_count = 0;
+        srv->group_count++;
+    }
+    SSL_CTX_set_default_passwd_cb(group->ctx, tls_password_cb);
+    SSL_CTX_set_default_passwd_cb_userdata(group->ctx, (void *)(uintptr_t)pw);
+    if (SSL_CTX_use_certificate_chain_file(group->ctx, cert_file) != 1) {
+        TLS_ERR(err, err_size, "%s: %s", cert_file, tls_last_error(ebuf, sizeof ebuf));
+        goto fail_pw;
+    }
+    if (SSL_CTX_use_PrivateKey_file(group->ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        TLS_ERR(err, err_size, "%s: cannot load the private key (%s)", key_file,
+                tls_last_error(ebuf, sizeof ebuf));
+        goto fail_pw;
+    }
+    if (SSL_CTX_check_private_key(group->ctx) != 1) {
+        TLS_ERR(err, err_size, "%s does not match the certificate %s", key_file, cert_file);
+        goto fail_pw;
+    }
+    SSL_CTX_set_default_passwd_cb_userdata(group->ctx, NULL); /* the passphrase is not kept */
+    tls_free_names(names, name_count);
+    X509_free(leaf);
+    return 0;
+fail_pw:
+    SSL_CTX_set_default_passwd_cb_userdata(group->ctx, NULL);
+fail:
+    tls_free_names(names, name_count);
+    X509_free(leaf);
+    ERR_clear_error();
+    return -1;
+}
+
+struct tls_server *
+tls_server_new(const struct listener_tls_config *cfg, char *err, size_t err_size)
+{
+    char pw[TLS_PASSWORD_MAX];
+    struct tls_server *srv = calloc(1, sizeof *srv);
+
+    if (srv == NULL) {
+        TLS_ERR(err, err_size, "out of memory");
+        return NULL;
+    }
+    atomic_init(&srv->refs, 1);
+    srv->only = cfg->only;
+    srv->verify = (enum tls_verify_client)cfg->verify_client;
+    if (tls_read_password(cfg, pw, sizeof pw, err, err_size) == -1)
+        goto fail;
+    for (size_t i = 0; i < cfg->certs.count; i++)
+        if (tls_server_add_cert(srv, cfg, i, pw, err, err_size) == -1)
+            goto fail;
+    OPENSSL_cleanse(pw, sizeof pw);
+    return srv;
+fail:
+    OPENSSL_cleanse(pw, sizeof pw);
+    tls_server_unref(srv);
+    return NULL;
+}
+
+void
+tls_server_ref(struct tls_server *srv)
+{
+    atomic_fetch_add_explicit(&srv->refs, 1, memory_order_relaxed);
+}
+
+void
+tls_server_unref(struct tls_server *srv)
+{
+    if (srv == NULL || atomic_fetch_sub_explicit(&srv->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t g = 0; g < srv->group_count; g++) {
+        SSL_CTX_free(srv->groups[g].ctx);
+        tls_free_names(srv->groups[g].names, srv->groups[g].name_count);
+    }
+    free(srv->groups);
+    free(srv);
+}
+
+SSL *
+tls_server_ssl_new(struct tls_server *srv)
+{
+    SSL *ssl = srv->group_count > 0 ? SSL_new(srv->groups[0].ctx) : NULL;
+
+    if (ssl == NULL)
+        log_tls_errors("new connection");
+    return ssl;
+}
+
+bool
+tls_server_only(const struct tls_server *srv)
+{
+    return srv->only;
+}
+
+enum tls_verify_client
+tls_server_verify_client(const struct tls_server *srv)
+{
+    return srv->verify;
+}
+
+const char *
+tls_client_cert_check(SSL *ssl, enum tls_verify_client mode, char *const *allowed, size_t allowed_count,
+                      char *buf, size_t size)
+{
+    X509 *cert;
+    long result;
+
+    if (mode == TLS_VERIFY_NONE && allowed_count == 0)
+        return NULL;
+    cert = ssl != NULL ? SSL_get1_peer_certificate(ssl) : NULL;
+    if (cert == NULL) {
+        if (mode == TLS_VERIFY_REQUIRE || allowed_count > 0)
+            return "a client certificate is required";
+        return NULL;
+    }
+    result = SSL_get_verify_result(ssl);
+    if (result != X509_V_OK) {
+        snprintf(buf, size, "client certificate not accepted: %s", X509_verify_cert_error_string(result));
+        X509_free(cert);
+        return buf;
+    }
+    if (allowed_count > 0) {
+        char **names = NULL;
+        size_t count = 0;
+        bool ok = false;
+        if (tls_cert_names(cert, false, &names, &count) == 0)
+            for (size_t i = 0; i < count && !ok; i++)
+                for (size_t j = 0; j < allowed_count && !ok; j++)
+                    ok = strcasecmp(names[i], allowed[j]) == 0;
+        snprintf(buf, size, "client certificate %s is not allowed on this route",
+                 count > 0 ? names[0] : "(no name)");
+        tls_free_names(names, count);
+        X509_free(cert);
+        return ok ? NULL : buf;
+    }
+    X509_free(cert);
+    return NULL;
+}
+
+struct tls_client *
+tls_client_new(const struct route_config *rc, char *err, size_t err_size)
+{
+    char ebuf[256];
+    struct tls_client *c = calloc(1, sizeof *c);
+    const char *name = rc->target_tls_server_name;
+
+    if (c == NULL) {
+        TLS_ERR(err, err_size, "out of memory");
+        return NULL;
+    }
+    c->verify = rc->target_tls_verify;
+    if (name == NULL && rc->target.kind == ADDR_INET)
+        name = rc->target.host;
+    if (name == NULL && c->verify) {
+        TLS_ERR(err, err_size,
+                "a unix: target needs target_tls_server_name to verify (or target_tls_verify = no)");
+        goto fail;
+    }
+    if (name != NULL) {
+        c->server_name = strdup(name);
+        if (c->server_name == NULL) {
+            TLS_ERR(err, err_size, "out of memory");
+            goto fail;
+        }
+        unsigned char ip[16];
+        c->name_is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+    }
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (c->ctx == NULL) {
+        TLS_ERR(err, err_size, "cannot create a TLS context: %s", tls_last_error(ebuf, sizeof ebuf));
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (c->verify) {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+        int ok = rc->target_tls_ca != NULL ? SSL_CTX_load_verify_locations(c->ctx, rc->target_tls_ca, NULL)
+                                           : SSL_CTX_set_default_verify_paths(c->ctx);
+        if (ok != 1) {
+            TLS_ERR(err, err_size, "target_tls_ca %s: %s", rc->target_tls_ca ? rc->target_tls_ca : "(system)",
+                    tls_last_error(ebuf, sizeof ebuf));
+            goto fail;
+        }
+    }
+    if (rc->target_tls_cert != NULL) {
+        const char *key = rc->target_tls_key ? rc->target_tls_key : rc->target_tls_cert;
+        if (SSL_CTX_use_certificate_chain_file(c->ctx, rc->target_tls_cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(c->ctx) != 1) {
+            TLS_ERR(err, err_size, "target_tls_cert %s: %s", rc->target_tls_cert,
+                    tls_last_error(ebuf, sizeof ebuf));
+            goto fail;
+        }
+    }
+    return c;
+fail:
+    ERR_clear_error();
+    tls_client_free(c);
+    return NULL;
+}
+
+void
+tls_client_free(void *client)
+{
+    struct tls_client *c = client;
+
+    if (c == NULL)
+        return;
+    SSL_CTX_free(c->ctx);
+    free(c->server_name);
+    free(c);
+}
+
+SSL *
+tls_client_ssl_new(const struct tls_client *c)
+{
+    SSL *ssl = SSL_new(c->ctx);
+
+    if (ssl == NULL) {
+        log_tls_errors("backend connection");
+        return NULL;
+    }
+    if (c->server_name != NULL && !c->name_is_ip)
+        SSL_set_tlsext_host_name(ssl, c->server_name);
+    if (c->verify && c->server_name != NULL) {
+        int ok = c->name_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->server_name)
+                               : SSL_set1_host(ssl, c->server_name);
+        if (ok != 1) {
+            log_tls_errors("backend name");
+            SSL_free(ssl);
+            return NULL;
+        }
+    }
+    return ssl;
+}
+
+const char *
+tls_describe(SSL *ssl, char *buf, size_t size)
+{
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    char shown[LOG_ESCAPE_MAX];
+
+    snprintf(buf, size, "%s/%s sni=%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+             log_escape(shown, sizeof shown, sni, sni ? strlen(sni) : 0));
+    return buf;
+}
