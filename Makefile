@@ -32,12 +32,13 @@ SRCS := $(wildcard src/*.c)
 OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 BIN  := $(BUILD)/wsplice
 
-# Pure modules: each unit test links its module, what it needs, and nothing else.
-PURE := addr base64 utf8 ws_frame http_upgrade route
+# Each unit test links its module, what that needs, and nothing else.
+UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls
 UNIT_DEPS_ws_frame     := utf8
 UNIT_DEPS_http_upgrade := base64
 UNIT_DEPS_route        := addr
-UNIT_TESTS := $(PURE:%=$(BUILD)/unit/test_%)
+UNIT_DEPS_tls          := log addr
+UNIT_TESTS := $(UNIT_MODULES:%=$(BUILD)/unit/test_%)
 
 .PHONY: all clean bench test test-now unit integration check lint format fuzz install uninstall help run deps conf-check
 
