@@ -490,6 +490,12 @@ main(int argc, char **argv)
     if (app.listeners == NULL)
         rc = EXIT_RUNTIME;
     if (rc == 0) {
+        /* libevent restores the disposition it found when its signal events are freed at exit;
+         * make that "ignore", so a second TERM during the final cleanup cannot kill us midway. */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGUSR1, SIG_IGN);
         sigs[0] = evsignal_new(app.base, SIGTERM, signal_stop_cb, &app);
         sigs[1] = evsignal_new(app.base, SIGINT, signal_stop_cb, &app);
         sigs[2] = evsignal_new(app.base, SIGHUP, signal_reload_cb, &app);

@@ -22,6 +22,8 @@ tally() { # $1: name, $2: output
     printf 'unit: %-28s %s\n' "$1" "$line"
 }
 for t in "$@"; do
+    case $t in *.d) continue ;; esac # make's dependency files sit beside the programs
+    [ -x "$t" ] || continue
     out=$("$t" 2>&1)
     rc=$?
     [ $rc -ne 0 ] && printf '%s\n' "$out" | grep -v -E '^[0-9]+ passed' >&2

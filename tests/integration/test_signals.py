@@ -6,6 +6,7 @@ import signal
 import socket
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -299,3 +300,23 @@ def test_sigpipe_does_not_kill_gateway(gw_factory, echo, cleanup):
     roundtrip(c, b"alive")
     c.close()
     assert gw.proc.poll() is None
+
+
+def test_burst_of_terms_during_shutdown_still_exits_zero(gw_factory, echo):
+    # Regression: libevent restored SIGTERM's default action when it freed its signal
+    # events at exit, so a TERM arriving during the final cleanup killed the process.
+    for _ in range(5):
+        gw = gw_factory(harness.config(routes={"r": {"path": "/*", "target": "127.0.0.1:%d" % echo.port}}))
+        clients = [harness.connect(gw.port) for _ in range(20)]
+        # Keep signalling until it is gone, so some TERMs land during the final cleanup.
+        deadline = time.time() + 10 * SLOW
+        while gw.proc.poll() is None and time.time() < deadline:
+            try:
+                gw.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                break
+            time.sleep(0.0002)
+        gw.proc.wait(10 * SLOW)
+        assert gw.proc.returncode == 0, gw.log()[-2000:]
+        for c in clients:
+            c.close()
