@@ -113,6 +113,9 @@ struct session {
     struct event *probe;      /* owned: waits for the first byte on a TLS listener */
     evutil_socket_t probe_fd; /* owned until the client bufferevent takes it; -1 after */
     bool client_tls, backend_tls, backend_tls_failed;
+    /* Plain sockets, once relaying, are read here in large reads (see session_read_socket);
+     * NULL while the bufferevent reads (handshake, TLS). */
+    struct event *client_rd, *backend_rd;
 
     struct evutil_addrinfo *addrs, *next_addr; /* owned: resolved backend addresses */
     struct dns_ticket *dns;                    /* owned by the pending lookup */
@@ -153,6 +156,7 @@ session_tls_error(struct bufferevent *bev, char *buf, size_t size)
 }
 
 static void session_free(struct session *s);
+static void session_backend_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_client_frames(struct session *s);
 static void session_backend_data(struct session *s);
 static void session_connect_next(struct session *s);
@@ -254,15 +258,20 @@ session_set_state(struct session *s, enum session_state next)
 
 /* ---- flow control ---- */
 
+/* Start or stop reading a side: through its own read event when it has one, else
+ * through the bufferevent. */
 static void
-session_set_read(struct bufferevent *bev, bool want)
+session_set_read(struct bufferevent *bev, struct event *rd, bool want)
 {
-    bool on = (bufferevent_get_enabled(bev) & EV_READ) != 0;
+    bool on =
+        rd != NULL ? event_pending(rd, EV_READ, NULL) != 0 : (bufferevent_get_enabled(bev) & EV_READ) != 0;
 
-    if (want && !on)
-        bufferevent_enable(bev, EV_READ);
-    else if (!want && on)
-        bufferevent_disable(bev, EV_READ);
+    if (want == on)
+        return;
+    if (rd != NULL)
+        want ? event_add(rd, NULL) : event_del(rd);
+    else
+        want ? bufferevent_enable(bev, EV_READ) : bufferevent_disable(bev, EV_READ);
 }
 
 /* Read from a side only while the queue its data feeds is under the high-water mark.
@@ -283,13 +292,13 @@ session_update_flow(struct session *s)
             want = evbuffer_get_length(bufferevent_get_output(s->client)) < hw &&
                    (!backend_takes_data || evbuffer_get_length(bufferevent_get_output(s->backend)) < hw);
         }
-        session_set_read(s->client, want);
+        session_set_read(s->client, s->client_rd, want);
     }
     if (s->backend != NULL) {
         bool want = !s->backend_eof;
         if (want && s->backend_phase == SIDE_ACTIVE && client_takes_data)
             want = evbuffer_get_length(bufferevent_get_output(s->client)) < hw;
-        session_set_read(s->backend, want);
+        session_set_read(s->backend, s->backend_rd, want);
     }
 }
 
@@ -320,6 +329,10 @@ session_free(struct session *s)
     } else {
         log_debug("session s=%" PRIu64 " end state=%s", s->id, session_state_str(s->state));
     }
+    if (s->client_rd != NULL)
+        event_free(s->client_rd);
+    if (s->backend_rd != NULL)
+        event_free(s->backend_rd);
     if (s->client != NULL)
         bufferevent_free(s->client);
     if (s->backend != NULL)
@@ -356,6 +369,10 @@ session_free(struct session *s)
 static void
 session_client_done(struct session *s)
 {
+    if (s->client_rd != NULL) {
+        event_free(s->client_rd);
+        s->client_rd = NULL;
+    }
     bufferevent_free(s->client);
     s->client = NULL;
     if (s->backend == NULL || s->state == SESSION_CONNECTING)
@@ -365,6 +382,10 @@ session_client_done(struct session *s)
 static void
 session_backend_done(struct session *s)
 {
+    if (s->backend_rd != NULL) {
+        event_free(s->backend_rd);
+        s->backend_rd = NULL;
+    }
     bufferevent_free(s->backend);
     s->backend = NULL;
     if (s->client == NULL)
@@ -379,7 +400,7 @@ session_client_shutdown(struct session *s)
     if (s->client_tls)
         SSL_shutdown(bufferevent_openssl_get_ssl(s->client)); /* close_notify; the queue is empty */
     shutdown(bufferevent_getfd(s->client), SHUT_WR);
-    bufferevent_enable(s->client, EV_READ);
+    session_set_read(s->client, s->client_rd, true);
 }
 
 /* May free 's'. */
@@ -394,7 +415,7 @@ session_backend_shutdown(struct session *s)
         session_backend_done(s); /* the backend already closed its side: nothing to wait for */
         return;
     }
-    bufferevent_enable(s->backend, EV_READ);
+    session_set_read(s->backend, s->backend_rd, true);
 }
 
 /* Stop relaying to the client: flush what is queued (a close frame or an HTTP reply),
@@ -407,7 +428,8 @@ session_client_finish(struct session *s)
     s->client_phase = SIDE_FLUSH;
     bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
     evbuffer_drain(bufferevent_get_input(s->client), evbuffer_get_length(bufferevent_get_input(s->client)));
-    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    bufferevent_enable(s->client, EV_WRITE);
+    session_set_read(s->client, s->client_rd, true);
     if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0)
         session_client_shutdown(s);
 }
@@ -834,7 +856,7 @@ session_handshake(struct session *s)
     s->proto = http_upgrade_choose_subprotocol(&req);
     evbuffer_drain(in, req.head_len);
     /* Frames the client sends early wait in the input buffer until the 101 is out. */
-    session_set_read(s->client, false);
+    session_set_read(s->client, s->client_rd, false);
     session_set_state(s, SESSION_CONNECTING);
     session_connect_next(s);
 }
@@ -932,6 +954,97 @@ session_backend_write_cb(struct bufferevent *bev, void *arg)
     session_update_flow(s);
 }
 
+/* libevent 2.1 reads a socket at most 4 KiB at a time, after a FIONREAD ioctl each time
+ * (EVBUFFER_MAX_READ in buffer.c), which caps a relay far below what loopback can carry.
+ * Relaying plain sockets are therefore read here, in one readv of up to SESSION_MAX_READ
+ * straight into the bufferevent's input buffer; writes, write callbacks and error events
+ * stay with the bufferevent, and TLS sides keep its reads (they have no such cap).
+ * Returns the bytes read, 0 at EOF, -1 on an error, -2 when nothing was ready. */
+static ssize_t
+session_read_socket(struct bufferevent *bev, evutil_socket_t fd)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer_iovec vec[2];
+    struct iovec iov[2];
+    ssize_t r = -1;
+    int err = ENOMEM;
+
+    /* A bufferevent freezes the end of its input so that only it adds there; do what its
+     * own read does: unfreeze, read, freeze again. */
+    evbuffer_unfreeze(in, 0);
+    int n = evbuffer_reserve_space(in, SESSION_MAX_READ, vec, 2);
+    if (n > 0) {
+        for (int i = 0; i < n; i++) {
+            iov[i].iov_base = vec[i].iov_base;
+            iov[i].iov_len = vec[i].iov_len;
+        }
+        do
+            r = readv(fd, iov, n);
+        while (r == -1 && errno == EINTR);
+        err = errno;
+        size_t left = r > 0 ? (size_t)r : 0;
+        int used = 0;
+        for (; used < n && left > 0; used++) {
+            if (vec[used].iov_len > left)
+                vec[used].iov_len = left;
+            left -= vec[used].iov_len;
+        }
+        evbuffer_commit_space(in, vec, used);
+    }
+    evbuffer_freeze(in, 0);
+    if (r > 0)
+        return r;
+    if (r == 0)
+        return 0;
+    errno = err;
+    return (err == EAGAIN || err == EWOULDBLOCK) ? -2 : -1;
+}
+
+static void
+session_client_sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    ssize_t r = session_read_socket(s->client, fd);
+
+    (void)what;
+    if (r == -2)
+        return;
+    if (r <= 0) {
+        session_client_event_cb(s->client, BEV_EVENT_READING | (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), s);
+        return;
+    }
+    session_client_read_cb(s->client, s);
+}
+
+static void
+session_backend_sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    ssize_t r = session_read_socket(s->backend, fd);
+
+    (void)what;
+    if (r == -2)
+        return;
+    if (r <= 0) {
+        session_backend_event_cb(s->backend, BEV_EVENT_READING | (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR),
+                                 s);
+        return;
+    }
+    session_backend_read_cb(s->backend, s);
+}
+
+/* A persistent read event for a side's socket, not yet added; the bufferevent stops
+ * reading that socket. NULL on ENOMEM (the bufferevent then keeps reading). */
+static struct event *
+session_read_event_new(struct session *s, struct bufferevent *bev, event_callback_fn cb)
+{
+    struct event *ev = event_new(s->worker->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, cb, s);
+
+    if (ev != NULL)
+        bufferevent_disable(bev, EV_READ);
+    return ev;
+}
+
 static void
 session_backend_connected(struct session *s)
 {
@@ -970,7 +1083,12 @@ session_backend_connected(struct session *s)
     log_info("session s=%" PRIu64 " open client=%s route=%s target=%s proto=%s%s", s->id, s->peer,
              s->route->name, addr_format(&s->route->target, target, sizeof target),
              http_subprotocol_str(s->proto), tls);
-    bufferevent_enable(s->backend, EV_READ | EV_WRITE);
+    bufferevent_enable(s->backend, EV_WRITE);
+    if (!s->client_tls)
+        s->client_rd = session_read_event_new(s, s->client, session_client_sock_read_cb);
+    if (!s->backend_tls)
+        s->backend_rd = session_read_event_new(s, s->backend, session_backend_sock_read_cb);
+    session_set_read(s->backend, s->backend_rd, true);
     session_client_frames(s); /* anything the client sent before the 101 */
     if (s->client != NULL)
         session_update_flow(s);
@@ -993,8 +1111,6 @@ session_connect_failed(struct session *s)
                    : s->backend_tls_failed ? "backend TLS handshake failed"
                                            : "backend refused or unreachable");
 }
-
-static void session_backend_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* TCP to the backend is up: continue over TLS on the same socket. Returns -1 (the
  * backend bufferevent freed) if that cannot start. */
