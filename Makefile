@@ -40,7 +40,7 @@ UNIT_DEPS_route        := addr
 UNIT_DEPS_tls          := log addr
 UNIT_TESTS := $(UNIT_MODULES:%=$(BUILD)/unit/test_%)
 
-.PHONY: all clean bench test test-now unit integration check lint format fuzz install uninstall help run deps conf-check
+.PHONY: all clean bench testssl test test-now unit integration check lint format fuzz install uninstall help run deps conf-check
 
 all: $(BIN)
 
@@ -119,6 +119,10 @@ run:
 	$(Q)$(MAKE) --no-print-directory $(BIN)
 	$(BIN) -c conf/wsplice.ini
 
+# testssl.sh against a real TLS listener; fails on any HIGH or CRITICAL finding.
+testssl: $(BIN)
+	$(Q)tests/tls/testssl.sh $(abspath $(BIN))
+
 # The benchmark: its own tools under tests/bench, built with the same flags.
 bench: $(BIN)
 	$(Q)$(MAKE) --no-print-directory -f tests/bench/bench.mk BUILD=$(BUILD) CC=$(CC)
@@ -146,6 +150,7 @@ help:
 	@echo "make unit         C unit tests of the pure modules"
 	@echo "make integration  pytest suite against the real binary (PYTEST_ARGS=... to select)"
 	@echo "make check        test under ASan+UBSan with -Werror, then lint"
+	@echo "make testssl      testssl.sh against a TLS listener; fails on HIGH/CRITICAL findings"
 	@echo "make fuzz         each libFuzzer target for FUZZ_SECONDS (default 10)"
 	@echo "make lint         clang-format --dry-run and cppcheck"
 	@echo "make format       apply clang-format"

@@ -910,8 +910,8 @@ config_validate_listener_tls(struct config *cfg, struct listener_config *l, cons
     int key_line = config_key_line(lo, &l->marks, 0, "tls_key");
     if (l->tls.keys.count != 0 && l->tls.keys.count != l->tls.certs.count) {
         config_error_at(cfg, key_line, label, "tls_key",
-                        "%zu key files for %zu certificates (give one per tls_cert, or none)", l->tls.keys.count,
-                        l->tls.certs.count);
+                        "%zu key files for %zu certificates (give one per tls_cert, or none)",
+                        l->tls.keys.count, l->tls.certs.count);
         return;
     }
     if (l->tls.verify_client != TLS_VERIFY_NONE && l->tls.client_ca == NULL) {

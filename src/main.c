@@ -510,6 +510,9 @@ main(int argc, char **argv)
     }
 
     session_free_all(&app.worker);
+    /* bufferevent_free() leaves the final release to a deferred finalizer; the loop
+     * stopped right after the last session ended, so let it run those once more. */
+    event_base_loop(app.base, EVLOOP_NONBLOCK);
     for (size_t i = 0; i < app.listener_count; i++)
         listener_free(app.listeners[i]);
     free(app.listeners);

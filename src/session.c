@@ -137,21 +137,21 @@ session_dns_abandon(struct session *s)
     s->dns = NULL;
 }
 
-/* The TLS errors a bufferevent collected, as text (the first and the last), or NULL. */
+/* The TLS error a bufferevent collected, as text, or NULL. libevent 2.1 stores
+ * SSL_get_error()'s small code (library 0) among OpenSSL's real errors and hands them back
+ * newest first, so the reason is the oldest entry from a real library. */
 static const char *
 session_tls_error(struct bufferevent *bev, char *buf, size_t size)
 {
-    unsigned long e, first = 0, last = 0;
+    unsigned long e, reason = 0;
 
-    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-        if (first == 0)
-            first = e;
-        last = e;
-    }
+    while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        if (ERR_GET_LIB(e) != 0)
+            reason = e;
     ERR_clear_error(); /* nothing may leak into the next connection's queue */
-    if (first == 0)
+    if (reason == 0)
         return NULL;
-    ERR_error_string_n(last, buf, size);
+    ERR_error_string_n(reason, buf, size);
     return buf;
 }
 
@@ -1170,6 +1170,11 @@ session_backend_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
         return;
+    if (s->backend_tls && (what & BEV_EVENT_ERROR)) {
+        char why[256];
+        if (session_tls_error(bev, why, sizeof why) != NULL)
+            log_info("session s=%" PRIu64 " backend tls error route=%s reason=\"%s\"", s->id, s->route->name, why);
+    }
     if (s->backend_phase != SIDE_ACTIVE) {
         if ((what & BEV_EVENT_EOF) && s->backend_phase == SIDE_FLUSH) {
             s->backend_eof = true; /* half-closed: keep writing what is queued */
@@ -1329,6 +1334,12 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     switch (s->state) {
     case SESSION_HANDSHAKE:
+        if (s->client_tls && !SSL_is_init_finished(bufferevent_openssl_get_ssl(s->client))) {
+            /* No 408 can be sent before TLS is up: drop the connection now. */
+            log_info("session s=%" PRIu64 " tls handshake not finished in time client=%s", s->id, s->peer);
+            session_free(s);
+            return;
+        }
         session_reject(s, 408, "request head not received in time");
         return;
     case SESSION_CONNECTING:
