@@ -33,11 +33,12 @@
 #include "utf8.h"
 #include "ws_frame.h"
 
-#define SESSION_MAX_READ     (64 * 1024)  /* one read() from either side */
-#define SESSION_MAX_WRITE    (256 * 1024) /* one write() to either side */
-#define SESSION_PEEK_EXTENTS 16
-#define SESSION_PEER_MAX     56         /* "[" IPv6 "]:" port */
-#define BASE64_CHUNK         (3 * 1024) /* raw bytes encoded per step: a multiple of 3 */
+#define SESSION_MAX_READ         (64 * 1024)  /* one read from the client: about one large frame */
+#define SESSION_MAX_READ_BACKEND (256 * 1024) /* one read from the backend: all of it becomes one frame */
+#define SESSION_MAX_WRITE        (256 * 1024) /* one write() to either side */
+#define SESSION_PEEK_EXTENTS     16
+#define SESSION_PEER_MAX         56         /* "[" IPv6 "]:" port */
+#define BASE64_CHUNK             (3 * 1024) /* raw bytes encoded per step: a multiple of 3 */
 
 enum session_state {
     SESSION_HANDSHAKE = 0,
@@ -961,7 +962,7 @@ session_backend_write_cb(struct bufferevent *bev, void *arg)
  * stay with the bufferevent, and TLS sides keep its reads (they have no such cap).
  * Returns the bytes read, 0 at EOF, -1 on an error, -2 when nothing was ready. */
 static ssize_t
-session_read_socket(struct bufferevent *bev, evutil_socket_t fd)
+session_read_socket(struct bufferevent *bev, evutil_socket_t fd, size_t max)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer_iovec vec[2];
@@ -972,11 +973,16 @@ session_read_socket(struct bufferevent *bev, evutil_socket_t fd)
     /* A bufferevent freezes the end of its input so that only it adds there; do what its
      * own read does: unfreeze, read, freeze again. */
     evbuffer_unfreeze(in, 0);
-    int n = evbuffer_reserve_space(in, SESSION_MAX_READ, vec, 2);
+    int n = evbuffer_reserve_space(in, (ev_ssize_t)max, vec, 2);
     if (n > 0) {
+        /* The reservation may be larger (a chain's spare room plus a new chain); read no
+         * more than 'max', so on the client side a chain rarely holds more than one large
+         * frame's payload and evbuffer_remove_buffer() can move it whole instead of copying. */
+        size_t room = max;
         for (int i = 0; i < n; i++) {
             iov[i].iov_base = vec[i].iov_base;
-            iov[i].iov_len = vec[i].iov_len;
+            iov[i].iov_len = vec[i].iov_len < room ? vec[i].iov_len : room;
+            room -= iov[i].iov_len;
         }
         do
             r = readv(fd, iov, n);
@@ -1004,7 +1010,7 @@ static void
 session_client_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    ssize_t r = session_read_socket(s->client, fd);
+    ssize_t r = session_read_socket(s->client, fd, SESSION_MAX_READ);
 
     (void)what;
     if (r == -2)
@@ -1020,7 +1026,7 @@ static void
 session_backend_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    ssize_t r = session_read_socket(s->backend, fd);
+    ssize_t r = session_read_socket(s->backend, fd, SESSION_MAX_READ_BACKEND);
 
     (void)what;
     if (r == -2)
@@ -1173,7 +1179,8 @@ session_backend_event_cb(struct bufferevent *bev, short what, void *arg)
     if (s->backend_tls && (what & BEV_EVENT_ERROR)) {
         char why[256];
         if (session_tls_error(bev, why, sizeof why) != NULL)
-            log_info("session s=%" PRIu64 " backend tls error route=%s reason=\"%s\"", s->id, s->route->name, why);
+            log_info("session s=%" PRIu64 " backend tls error route=%s reason=\"%s\"", s->id, s->route->name,
+                     why);
     }
     if (s->backend_phase != SIDE_ACTIVE) {
         if ((what & BEV_EVENT_EOF) && s->backend_phase == SIDE_FLUSH) {
