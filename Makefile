@@ -155,8 +155,23 @@ help:
 	@echo "make lint         clang-format --dry-run and cppcheck"
 	@echo "make format       apply clang-format"
 	@echo "make bench        throughput, latency and connection benchmark vs a raw relay and websockify"
+	@echo "make docker-test  build the image with podman and check it (root; podman, runc, debootstrap)"
 	@echo "make deps         install build and test dependencies (Debian 12, as root)"
 	@echo "make install      install to \$$DESTDIR\$$PREFIX (default /usr/local)"
 	@echo "make clean        remove build/"
 
 -include $(OBJS:.o=.d)
+
+# The container image (docker/), built and checked with rootful podman; no Docker engine
+# or registry needed. docker-test configures podman, imports a debootstrapped base once
+# (cached in /var/cache/wsplice-docker), builds, and runs tests/docker/docker_test.py.
+.PHONY: docker-image docker-test
+docker-image:
+	$(Q)tests/docker/setup-podman.sh
+	$(Q)tests/docker/base-image.sh
+	$(Q)podman build --pull=never --format docker -f docker/Dockerfile -t wsplice .
+	$(Q)podman images --filter reference=wsplice
+
+docker-test:
+	$(Q)mkdir -p $(BUILD)
+	$(Q)PYTHON=$(PYTHON) tests/docker/run.sh
