@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -79,6 +80,24 @@ tls_last_error(char *buf, size_t size)
     return buf;
 }
 
+/* TLS files must be regular files: a device or FIFO named by mistake (/dev/zero,
+ * /dev/stdin) would block or never end the load. 0, or -1 with 'err'. */
+static int
+tls_check_file(const char *what, const char *path, char *err, size_t err_size)
+{
+    struct stat st;
+
+    if (stat(path, &st) == -1) {
+        TLS_ERR(err, err_size, "%s %s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        TLS_ERR(err, err_size, "%s %s: not a regular file", what, path);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 tls_password_cb(char *buf, int size, int rwflag, void *userdata)
 {
@@ -99,6 +118,8 @@ tls_read_password(const struct listener_tls_config *cfg, char *pw, size_t size, 
 {
     pw[0] = '\0';
     if (cfg->key_password_file != NULL) {
+        if (tls_check_file("tls_key_password_file", cfg->key_password_file, err, err_size) == -1)
+            return -1;
         FILE *fp = fopen(cfg->key_password_file, "r");
         if (fp == NULL) {
             TLS_ERR(err, err_size, "tls_key_password_file %s: %s", cfg->key_password_file, strerror(errno));
@@ -285,6 +306,8 @@ tls_server_ctx_new(const struct listener_tls_config *cfg, struct tls_server *srv
     SSL_CTX_set_tlsext_servername_callback(ctx, tls_sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, srv);
     if (cfg->verify_client != TLS_VERIFY_NONE) {
+        if (tls_check_file("tls_client_ca", cfg->client_ca, err, err_size) == -1)
+            goto fail;
         if (SSL_CTX_load_verify_locations(ctx, cfg->client_ca, NULL) != 1) {
             TLS_ERR(err, err_size, "tls_client_ca %s: %s", cfg->client_ca, tls_last_error(ebuf, sizeof ebuf));
             goto fail;
@@ -312,8 +335,12 @@ tls_server_add_cert(struct tls_server *srv, const struct listener_tls_config *cf
     char **names = NULL;
     size_t name_count = 0;
     X509 *leaf = NULL;
-    FILE *fp = fopen(cert_file, "r");
+    FILE *fp;
 
+    if (tls_check_file("certificate", cert_file, err, err_size) == -1 ||
+        tls_check_file("key", key_file, err, err_size) == -1)
+        return -1;
+    fp = fopen(cert_file, "r");
     if (fp == NULL) {
         TLS_ERR(err, err_size, "%s: %s", cert_file, strerror(errno));
         return -1;
@@ -528,6 +555,12 @@ tls_client_new(const struct route_config *rc, char *err, size_t err_size)
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(c->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF); /* a backend's plain close is its EOF */
+    const char *files[][2] = {{"target_tls_ca", rc->target_tls_ca},
+                              {"target_tls_cert", rc->target_tls_cert},
+                              {"target_tls_key", rc->target_tls_key}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (files[i][1] != NULL && tls_check_file(files[i][0], files[i][1], err, err_size) == -1)
+            goto fail;
     if (c->verify) {
         SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
         int ok = rc->target_tls_ca != NULL ? SSL_CTX_load_verify_locations(c->ctx, rc->target_tls_ca, NULL)

@@ -96,7 +96,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == -1)
         abort();
     peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    session_start(&worker, sv[0], (struct sockaddr *)&peer, sizeof peer, 0, &cfg->listeners[0].limits);
+    session_start(&worker, sv[0], (struct sockaddr *)&peer, sizeof peer, 0, &cfg->listeners[0].limits, NULL);
     /* Feed the input while the loop runs, then end the client's side. */
     for (int spins = 0; off < size && spins < 10000; spins++) {
         ssize_t n = write(sv[1], data + off, size - off);
