@@ -50,7 +50,7 @@ listener_retry_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (l->lev != NULL && !l->worker->draining)
+    if (l->lev != NULL && !l->worker->draining && !l->worker->accept_paused)
         evconnlistener_enable(l->lev);
 }
 
@@ -183,6 +183,17 @@ listener_free(struct listener *l)
     tls_server_unref(l->tls);
     free(l->name);
     free(l);
+}
+
+void
+listener_pause(struct listener *l, bool paused)
+{
+    if (l->lev == NULL)
+        return;
+    if (paused)
+        evconnlistener_disable(l->lev);
+    else
+        evconnlistener_enable(l->lev);
 }
 
 void

@@ -19,6 +19,9 @@ void listener_stop(struct listener *l);
 
 void listener_free(struct listener *l);
 
+/* Stop or resume accepting (connections wait in the kernel's backlog meanwhile). */
+void listener_pause(struct listener *l, bool paused);
+
 /* Take a reloaded config's handshake limits and TLS contexts (certificates) for new
  * connections; open sessions keep what they started with. The bind address is not
  * changed. */

@@ -27,9 +27,10 @@
 #define WSPLICE_VERSION "0.0.0-dev"
 #endif
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE   2
-#define FD_RESERVE   16 /* stdio, listeners' spares, DNS, signals */
+#define EXIT_RUNTIME    1
+#define EXIT_USAGE      2
+#define FD_RESERVE      16 /* stdio, DNS, signals, the log */
+#define REJECT_HEADROOM 16 /* descriptors kept for 503 replies past max_sessions */
 
 struct options {
     const char *config_path;
@@ -323,8 +324,9 @@ effective_max_sessions(const struct config *cfg)
     size_t by_fds = 0;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        rl.rlim_cur > FD_RESERVE + cfg->listener_count)
-        by_fds = (rl.rlim_cur - FD_RESERVE - cfg->listener_count) / 2; /* client + backend */
+        rl.rlim_cur > FD_RESERVE + REJECT_HEADROOM + cfg->listener_count)
+        by_fds =
+            (rl.rlim_cur - FD_RESERVE - REJECT_HEADROOM - cfg->listener_count) / 2; /* client + backend */
     if (cfg->max_sessions != 0)
         return cfg->max_sessions;
     return by_fds;
@@ -335,6 +337,7 @@ app_apply_config(struct app *app)
 {
     app->worker.cfg = app->cfg;
     app->worker.max_sessions = effective_max_sessions(app->cfg);
+    app->worker.accept_limit = app->worker.max_sessions != 0 ? app->worker.max_sessions + REJECT_HEADROOM : 0;
     log_level_current = app->verbose ? LOG_LEVEL_DEBUG : app->cfg->log_level;
 }
 
@@ -363,6 +366,17 @@ main_tune_malloc(void)
 {
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 8 << 20);
+}
+
+static struct app *the_app; /* for worker callbacks; one per process */
+
+static void
+app_on_accept_pause(struct worker *w, bool paused)
+{
+    if (w->draining)
+        return;
+    for (size_t i = 0; i < the_app->listener_count; i++)
+        listener_pause(the_app->listeners[i], paused);
 }
 
 static void
@@ -518,6 +532,8 @@ main(int argc, char **argv)
     }
     app.worker.base = app.base;
     app.worker.on_empty = app_on_empty;
+    app.worker.on_accept_pause = app_on_accept_pause;
+    the_app = &app;
     app.listeners = calloc(app.cfg->listener_count, sizeof *app.listeners);
     for (size_t i = 0; app.listeners != NULL && i < app.cfg->listener_count; i++) {
         app.listeners[i] = listener_new(&app.worker, &app.cfg->listeners[i], (unsigned)i);

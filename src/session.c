@@ -114,6 +114,7 @@ struct session {
     struct event *probe;      /* owned: waits for the first byte on a TLS listener */
     evutil_socket_t probe_fd; /* owned until the client bufferevent takes it; -1 after */
     bool client_tls, backend_tls, backend_tls_failed;
+    bool no_descriptors; /* a backend socket could not be created: EMFILE and the like */
     /* Plain sockets, once relaying, are read here in large reads (see session_read_socket);
      * NULL while the bufferevent reads (handshake, TLS). */
     struct event *client_rd, *backend_rd;
@@ -362,6 +363,11 @@ session_free(struct session *s)
         s->next->prev = s->prev;
     w->session_count--;
     free(s);
+    if (w->accept_paused && w->session_count < w->accept_limit) {
+        w->accept_paused = false;
+        if (w->on_accept_pause != NULL)
+            w->on_accept_pause(w, false);
+    }
     if (w->draining && w->session_count == 0 && w->on_empty != NULL)
         w->on_empty(w);
 }
@@ -1105,17 +1111,22 @@ session_connect_failed(struct session *s)
 {
     char target[ADDR_STR_MAX];
     bool timeout = s->connect_timed_out;
+    const char *why = timeout                 ? "timeout"
+                      : s->no_descriptors     ? "out_of_descriptors"
+                      : s->backend_tls_failed ? "tls_handshake_failed"
+                                              : "refused_or_unreachable";
 
     METRICS_ADD(backend_connect_failures, 1);
     log_warn("session s=%" PRIu64 " backend connect failed route=%s target=%s reason=%s", s->id,
-             s->route->name, addr_format(&s->route->target, target, sizeof target),
-             timeout                 ? "timeout"
-             : s->backend_tls_failed ? "tls_handshake_failed"
-                                     : "refused_or_unreachable");
-    session_reject(s, timeout ? 504 : 502,
-                   timeout                 ? "backend did not answer in time"
-                   : s->backend_tls_failed ? "backend TLS handshake failed"
-                                           : "backend refused or unreachable");
+             s->route->name, addr_format(&s->route->target, target, sizeof target), why);
+    if (s->no_descriptors && !timeout)
+        session_reject(s, 503, "gateway out of file descriptors: try again later");
+    else if (timeout)
+        session_reject(s, 504, "backend did not answer in time");
+    else
+        session_reject(s, 502,
+                       s->backend_tls_failed ? "backend TLS handshake failed"
+                                             : "backend refused or unreachable");
 }
 
 /* TCP to the backend is up: continue over TLS on the same socket. Returns -1 (the
@@ -1280,6 +1291,8 @@ session_connect_try(struct session *s, const struct sockaddr *sa, socklen_t sa_l
 
     if (fd == -1) {
         log_warn("session s=%" PRIu64 " backend socket: %s", s->id, strerror(errno));
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            s->no_descriptors = true; /* our shortage, not the backend's fault: 503 */
         return -1;
     }
     s->backend_tls = false;
@@ -1509,6 +1522,15 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
     METRICS_ADD(sessions_current, 1);
     METRICS_ADD(sessions_total, 1);
     log_debug("session s=%" PRIu64 " accept client=%s", s->id, s->peer);
+    /* Sessions over max_sessions still hold a descriptor while their 503 goes out; past
+     * accept_limit, new connections wait in the backlog instead of taking descriptors the
+     * admitted sessions need for their backends. */
+    if (w->accept_limit != 0 && w->session_count >= w->accept_limit && !w->accept_paused) {
+        w->accept_paused = true;
+        log_warn("gateway at %zu connections: accepting paused until sessions end", w->session_count);
+        if (w->on_accept_pause != NULL)
+            w->on_accept_pause(w, true);
+    }
 
     if (tls == NULL) {
         session_client_open(s, fd, NULL);

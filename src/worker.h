@@ -19,7 +19,10 @@ struct worker {
     const struct config *cfg; /* borrowed: the config new sessions start with */
     struct session *sessions; /* owned: every live session, linked through session->next */
     size_t session_count;
-    size_t max_sessions; /* the effective global limit */
+    size_t max_sessions; /* the effective global limit: more get 503 */
+    size_t accept_limit; /* connections (sessions and 503s in flight) at which to stop accepting */
+    bool accept_paused;  /* at accept_limit: new connections wait in the kernel's backlog */
+    void (*on_accept_pause)(struct worker *w, bool paused); /* tell the listeners */
     uint64_t next_session_id;
     bool draining;                      /* SIGTERM: no new sessions; break the loop when empty */
     void (*on_empty)(struct worker *w); /* called when draining and the last session ends */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test: unit tests, integration tests, then the example config. Prints one total
+# make test: unit tests, integration tests, a short soak, then the example config. Prints one total
 # "N passed, N failed" as the last line and fails if anything failed.
 # Usage: run_all.sh BUILD_DIR BINARY PYTHON
 set -u
@@ -36,6 +36,13 @@ if [ -n "$summary" ]; then
 fi
 if [ "$int_rc" -ne 0 ] && ! printf '%s' "$summary" | grep -qE '[0-9]+ (failed|error)'; then
     failed=$((failed + 1)) # pytest failed without a count (collection error, no tests)
+fi
+
+echo "== soak (${SOAK_SECONDS:-60} s; make soak runs 10 minutes)"
+if "$python" "$here/soak/soak.py" --seconds "${SOAK_SECONDS:-60}" --gateway "$bin"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
 fi
 
 echo "== example config"
