@@ -159,6 +159,8 @@ session_tls_error(struct bufferevent *bev, char *buf, size_t size)
 
 static void session_free(struct session *s);
 static void session_backend_event_cb(struct bufferevent *bev, short what, void *arg);
+static void session_read_remaining(struct bufferevent *bev, struct event *rd, struct session *s,
+                                   void (*relay)(struct session *s));
 static void session_client_frames(struct session *s);
 static void session_backend_data(struct session *s);
 static void session_connect_next(struct session *s);
@@ -919,6 +921,9 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
             log_info("session s=%" PRIu64 " tls error client=%s state=%s reason=\"%s\"", s->id, s->peer,
                      session_state_str(s->state), why);
     }
+    if ((what & BEV_EVENT_WRITING) && s->client_phase == SIDE_ACTIVE &&
+        (s->state == SESSION_OPEN || s->state == SESSION_CLOSING))
+        session_read_remaining(bev, s->client_rd, s, session_client_frames);
     if (s->state == SESSION_OPEN || (s->state == SESSION_CLOSING && s->client_phase == SIDE_ACTIVE)) {
         session_note_close(s, WS_CLOSE_ABNORMAL, BY_CLIENT,
                            (what & BEV_EVENT_ERROR) ? "client connection reset" : "client closed TCP");
@@ -1055,6 +1060,22 @@ session_read_event_new(struct session *s, struct bufferevent *bev, event_callbac
     if (ev != NULL)
         bufferevent_disable(bev, EV_READ);
     return ev;
+}
+
+/* A side failed while writing (the peer reset): what it sent before may still wait
+ * unread in the socket, and the relay promises it to the other side. Read it out (at
+ * most the kernel's receive buffer) and hand it to 'relay' before the side is ended. */
+static void
+session_read_remaining(struct bufferevent *bev, struct event *rd, struct session *s,
+                       void (*relay)(struct session *s))
+{
+    if (rd == NULL)
+        return; /* TLS sides: the bufferevent has read what it could */
+    for (int i = 0; i < 1024; i++) {
+        if (session_read_socket(bev, bufferevent_getfd(bev), SESSION_MAX_READ_BACKEND) <= 0)
+            break;
+        relay(s);
+    }
 }
 
 static void
@@ -1202,6 +1223,8 @@ session_backend_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     /* The backend ended while relaying: every byte it sent goes out before the close. */
+    if (what & BEV_EVENT_WRITING)
+        session_read_remaining(bev, s->backend_rd, s, session_backend_data);
     session_backend_data(s);
     if (what & BEV_EVENT_EOF) {
         s->backend_eof = true;
