@@ -1,13 +1,15 @@
 /* loadgen.c - the benchmark's load client: one epoll thread driving many connections
- * over raw TCP ("tcp") or WebSocket ("ws": HTTP upgrade, masked client frames, server
- * frames parsed). It prints one JSON line per result and its own CPU use, so a run can
+ * over raw TCP ("tcp"), WebSocket ("ws": HTTP upgrade, masked client frames, server
+ * frames parsed) or WebSocket over TLS 1.3 ("wss": OpenSSL on the same non-blocking
+ * sockets, no certificate verification, SNI "localhost"). It prints one JSON line per result and its own CPU use, so a run can
  * show the client was not the bottleneck. Not a WebSocket library: it only speaks what a
  * benchmark needs and treats anything unexpected as a failure.
  *
  * Modes (see --help): up (stream the pattern, the sink acknowledges what it verified),
  * down (receive the pattern from a source and verify it), echo (closed-loop round trips
  * of small messages, latency percentiles), idle (ramp up many sessions, hold them idle
- * until told on stdin, then check each one still relays). */
+ * until told on stdin, then check each one still relays), handshake (open many sessions,
+ * TLS and upgrade each, close each as soon as its 101 is in: handshakes per second). */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -21,6 +23,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "benchlib.h"
 
@@ -51,6 +59,7 @@ enum mode {
     MODE_DOWN,
     MODE_ECHO,
     MODE_IDLE,
+    MODE_HANDSHAKE,
 };
 
 enum conn_state {
@@ -70,14 +79,18 @@ enum fail_reason {
     FAIL_TIMEOUT,
     FAIL_CLIENT_FDS, /* this process ran out of descriptors */
     FAIL_PROTOCOL,   /* a bad response head or frame */
+    FAIL_TLS,        /* the TLS handshake failed */
     FAIL_COUNT,
 };
 
 static const char *const fail_names[FAIL_COUNT] = {"connect", "status",     "eof",
-                                                   "timeout", "client_fds", "protocol"};
+                                                   "timeout", "client_fds", "protocol", "tls"};
 
 struct conn {
     int fd;
+    SSL *ssl;             /* wss only */
+    bool tls_done;        /* the TLS handshake finished */
+    size_t tls_wire_pend; /* up: wire bytes offered to an SSL_write that must be retried */
     enum conn_state state;
     uint64_t deadline_ns; /* idle mode: this session's step must finish by then */
 
@@ -119,6 +132,7 @@ struct conn {
 static struct {
     enum mode mode;
     bool is_ws;
+    bool is_tls;
     struct sockaddr_in target;
     const char *target_text;
     const char *path;
@@ -180,6 +194,14 @@ static uint32_t in_flight, ready_count;
 static uint64_t t_first_launch, t_last_ready;
 static bool probing; /* idle: the second probe after the hold */
 static uint32_t probe_ok, probe_pending;
+
+/* handshake: sessions whose upgrade completed. */
+static uint32_t hs_done;
+
+/* wss: one context; what the first connection negotiated; the first TLS error. */
+static SSL_CTX *tls_ctx;
+static char tls_info[512];
+static char tls_error[256];
 
 static void conn_write(struct conn *c);
 
@@ -253,6 +275,12 @@ out_frame(struct conn *c, uint8_t opcode, const uint8_t *payload, size_t len)
 static void
 conn_close_fd(struct conn *c)
 {
+    if (c->ssl != NULL) {
+        if (c->tls_done)
+            SSL_shutdown(c->ssl); /* one close_notify, not waited for */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd != -1) {
         close(c->fd);
         c->fd = -1;
@@ -270,7 +298,7 @@ conn_set_state(struct conn *c, enum conn_state to)
     open_count += to == CONN_OPEN;
     ready_count -= from == CONN_READY;
     ready_count += to == CONN_READY;
-    if (opt.mode == MODE_IDLE && from < CONN_READY && to >= CONN_READY)
+    if ((opt.mode == MODE_IDLE || opt.mode == MODE_HANDSHAKE) && from < CONN_READY && to >= CONN_READY)
         in_flight--; /* ready, or given up on */
     c->state = to;
 }
@@ -412,6 +440,8 @@ payload_in(struct conn *c, const uint8_t *p, size_t len)
         if (running)
             measured_bytes += len;
         return;
+    case MODE_HANDSHAKE:
+        return;
     case MODE_ECHO:
     case MODE_IDLE: {
         uint32_t size = opt.mode == MODE_ECHO ? opt.msg : 16;
@@ -538,6 +568,11 @@ conn_opened(struct conn *c)
     conn_set_state(c, CONN_OPEN);
     if (opt.mode == MODE_IDLE)
         echo_send_next(c, 16);
+    if (opt.mode == MODE_HANDSHAKE) {
+        hs_done++;
+        t_last_ready = now_ns();
+        conn_done(c);
+    }
 }
 
 /* Collect the response head; returns the number of bytes of 'p' it used, or -1 when
@@ -584,15 +619,111 @@ handshake_in(struct conn *c, const uint8_t *p, size_t len)
     return (ssize_t)(head_bytes - old);
 }
 
+/* ------------------------------------------------------------------ TLS */
+
+/* What the first connection negotiated, as JSON members. */
+static void
+tls_describe(SSL *ssl)
+{
+    int nid = SSL_get_negotiated_group(ssl);
+    const char *group = nid > 0 ? OBJ_nid2sn(nid) : NULL;
+    char cert_key[96] = "?";
+    X509 *x = SSL_get1_peer_certificate(ssl);
+    if (x != NULL) {
+        EVP_PKEY *pk = X509_get0_pubkey(x);
+        char g[64] = "";
+        size_t glen = 0;
+        if (pk != NULL) {
+            if (EVP_PKEY_get_group_name(pk, g, sizeof g, &glen) != 1)
+                g[0] = '\0';
+            snprintf(cert_key, sizeof cert_key, "%s%s%s %d bits", EVP_PKEY_get0_type_name(pk), g[0] ? " " : "", g,
+                     EVP_PKEY_get_bits(pk));
+        }
+        X509_free(x);
+    }
+    int sig_nid = 0;
+    const char *sig = SSL_get_peer_signature_nid(ssl, &sig_nid) == 1 ? OBJ_nid2sn(sig_nid) : NULL;
+    snprintf(tls_info, sizeof tls_info,
+             "\"tls_version\":\"%s\",\"tls_cipher\":\"%s\",\"tls_group\":\"%s\",\"tls_cert_key\":\"%s\","
+             "\"tls_sig_hash\":\"%s\"",
+             SSL_get_version(ssl), SSL_get_cipher_name(ssl), group ? group : "?", cert_key, sig ? sig : "?");
+}
+
+/* Drive the TLS handshake. Returns true once it is done (always for tcp and ws); false
+ * while it waits for the socket, or after failing the connection. */
+static bool
+tls_step(struct conn *c)
+{
+    if (c->ssl == NULL || c->tls_done)
+        return true;
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->tls_done = true;
+        if (tls_info[0] == '\0')
+            tls_describe(c->ssl);
+        return true;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return false;
+    if (tls_error[0] == '\0') {
+        unsigned long code = ERR_peek_error();
+        if (code != 0)
+            ERR_error_string_n(code, tls_error, sizeof tls_error);
+        else
+            snprintf(tls_error, sizeof tls_error, "SSL_get_error %d, errno %d", e, errno);
+    }
+    conn_fail(c, e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN ? FAIL_EOF : FAIL_TLS);
+    return false;
+}
+
 /* ------------------------------------------------------------------ I/O */
+
+/* write(2) or SSL_write: >0 bytes written; -1 with errno EAGAIN to wait, else failed. */
+static ssize_t
+io_write(struct conn *c, const void *buf, size_t len)
+{
+    if (c->ssl == NULL)
+        return write(c->fd, buf, len);
+    ERR_clear_error();
+    int r = SSL_write(c->ssl, buf, len > (1u << 30) ? 1 << 30 : (int)len);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPIPE;
+    return -1;
+}
+
+/* read(2) or SSL_read: >0 bytes, 0 at the end, -1 with errno EAGAIN to wait, else failed. */
+static ssize_t
+io_read(struct conn *c, void *buf, size_t len)
+{
+    if (c->ssl == NULL)
+        return read(c->fd, buf, len);
+    ERR_clear_error();
+    int r = SSL_read(c->ssl, buf, (int)len);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+        return 0;
+    errno = ECONNRESET;
+    return -1;
+}
 
 static void
 conn_write(struct conn *c)
 {
-    if (c->fd == -1)
+    if (c->fd == -1 || !tls_step(c))
         return;
-    while (c->out_off < c->out_len) {
-        ssize_t n = write(c->fd, c->out + c->out_off, (size_t)(c->out_len - c->out_off));
+    /* An SSL_write of stream bytes that must be retried goes first (same bytes). */
+    while (c->tls_wire_pend == 0 && c->out_off < c->out_len) {
+        ssize_t n = io_write(c, c->out + c->out_off, (size_t)(c->out_len - c->out_off));
         if (n > 0) {
             c->out_off = (uint16_t)(c->out_off + n);
         } else if (n == -1 && errno == EINTR) {
@@ -613,12 +744,15 @@ conn_write(struct conn *c)
     while (c->wire_pos < c->wire_end) {
         uint64_t left = c->wire_end - c->wire_pos;
         size_t chunk = left < TX_CHUNK ? (size_t)left : TX_CHUNK;
-        ssize_t n = write(c->fd, wire + c->wire_pos % wire_period, chunk);
+        ssize_t n = io_write(c, wire + c->wire_pos % wire_period, chunk);
         if (n > 0) {
             c->wire_pos += (uint64_t)n;
+            c->tls_wire_pend = 0;
         } else if (n == -1 && errno == EINTR) {
             continue;
         } else if (n == -1 && errno == EAGAIN) {
+            if (c->ssl != NULL)
+                c->tls_wire_pend = chunk;
             return;
         } else {
             conn_fail(c, FAIL_EOF);
@@ -630,8 +764,10 @@ conn_write(struct conn *c)
 static void
 conn_read(struct conn *c)
 {
+    if (!tls_step(c))
+        return;
     while (c->fd != -1) {
-        ssize_t n = read(c->fd, rxbuf, sizeof rxbuf);
+        ssize_t n = io_read(c, rxbuf, sizeof rxbuf);
         if (n == -1 && errno == EINTR)
             continue;
         if (n == -1 && errno == EAGAIN)
@@ -676,6 +812,15 @@ conn_connected(struct conn *c)
         conn_opened(c);
         return;
     }
+    if (opt.is_tls) {
+        static char sni[] = "localhost";
+        c->ssl = SSL_new(tls_ctx);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set_tlsext_host_name(c->ssl, sni) != 1) {
+            conn_fail(c, FAIL_TLS);
+            return;
+        }
+        SSL_set_connect_state(c->ssl);
+    }
     c->state = CONN_HANDSHAKE;
     c->head = malloc(HEAD_MAX);
     if (c->head == NULL || !out_append(c, (const uint8_t *)request, request_len)) {
@@ -695,6 +840,14 @@ conn_event(struct conn *c, uint32_t events)
         conn_connected(c);
         if (c->state == CONN_FAILED)
             return;
+    }
+    if (c->ssl != NULL) {
+        /* TLS reads may need writes and the other way round (the handshake, tickets):
+         * with edge triggering, try both on every event. */
+        conn_read(c);
+        if (c->fd != -1)
+            conn_write(c);
+        return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         conn_read(c);
@@ -823,8 +976,13 @@ print_common(const char *mode, uint64_t seconds_ns, double cpu_s)
     double secs = (double)seconds_ns / 1e9;
     printf("{\"mode\":\"%s\",\"proto\":\"%s\",\"target\":\"%s\",\"conns\":%u,\"seconds\":%.4f,"
            "\"cpu_s\":%.4f,\"cpu_pct\":%.1f,\"failed\":%u",
-           mode, opt.is_ws ? "ws" : "tcp", opt.target_text, opt.mode == MODE_IDLE ? opt.sessions : opt.conns,
-           secs, cpu_s, secs > 0 ? 100.0 * cpu_s / secs : 0.0, failed_count);
+           mode, opt.is_tls ? "wss" : opt.is_ws ? "ws" : "tcp", opt.target_text,
+           opt.mode == MODE_IDLE || opt.mode == MODE_HANDSHAKE ? opt.sessions : opt.conns, secs, cpu_s,
+           secs > 0 ? 100.0 * cpu_s / secs : 0.0, failed_count);
+    if (tls_info[0])
+        printf(",%s", tls_info);
+    if (tls_error[0])
+        printf(",\"tls_error\":\"%s\"", tls_error);
     printf(",\"fail_reasons\":{");
     bool first = true;
     for (int i = 0; i < FAIL_COUNT; i++) {
@@ -875,7 +1033,9 @@ run_stream(void)
          * delivered by then is reported, not waited for). */
         for (uint32_t i = 0; i < opt.conns; i++) {
             struct conn *c = &conns[i];
-            c->wire_end = (c->wire_pos + frame_wire - 1) / frame_wire * frame_wire;
+            /* Bytes offered to an SSL_write that must be retried will be sent. */
+            uint64_t committed = c->wire_pos + c->tls_wire_pend;
+            c->wire_end = (committed + frame_wire - 1) / frame_wire * frame_wire;
             c->sent_payload = c->wire_end / frame_wire * (frame_wire - frame_header);
             conn_write(c);
             up_check_drained(c);
@@ -1078,21 +1238,51 @@ run_idle(void)
     return 0;
 }
 
+/* Open --sessions sessions, --concurrency at a time; each does TCP, TLS (wss) and the
+ * upgrade and is closed as soon as its 101 is in. */
+static int
+run_handshake(void)
+{
+    uint64_t deadline = now_ns() + (uint64_t)(opt.ramp_timeout_s * 1e9);
+    bool out_of_fds = false;
+    double cpu0 = rusage_cpu_s();
+    t_first_launch = now_ns();
+    for (;;) {
+        uint64_t now = now_ns();
+        while (!out_of_fds && conn_count < opt.sessions && in_flight < opt.concurrency && now < deadline) {
+            in_flight++;
+            if (!conn_launch(&conns[conn_count], now))
+                out_of_fds = true;
+        }
+        if ((conn_count == opt.sessions || out_of_fds || now >= deadline) && in_flight == 0)
+            break;
+        poll_once(TICK_MS);
+        expire(now_ns());
+    }
+    uint64_t elapsed = (t_last_ready > t_first_launch ? t_last_ready : now_ns()) - t_first_launch;
+    double cpu_s = rusage_cpu_s() - cpu0;
+    print_common("handshake", elapsed, cpu_s);
+    printf(",\"attempted\":%u,\"done\":%u,\"concurrency\":%u,\"hs_per_s\":%.1f}\n", conn_count, hs_done,
+           opt.concurrency, elapsed ? (double)hs_done / ((double)elapsed / 1e9) : 0);
+    fflush(stdout);
+    return failed_count == 0 && hs_done == opt.sessions ? 0 : 1;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void
 usage(void)
 {
     fprintf(stderr,
-            "usage: loadgen --mode up|down|echo|idle --proto tcp|ws --target HOST:PORT [options]\n"
+            "usage: loadgen --mode up|down|echo|idle|handshake --proto tcp|ws|wss --target HOST:PORT [options]\n"
             "  --path P            request path for ws (default /)\n"
             "  --no-subprotocol    do not offer the \"binary\" subprotocol\n"
             "  --conns N           connections (up, down, echo; default 1)\n"
             "  --frame SIZE        up: payload per ws frame, a power of two >= 4 (default 64k)\n"
             "  --duration S        measured window in seconds (default 2)\n"
             "  --msg SIZE          echo: message size (default 64, at most 4096)\n"
-            "  --sessions N        idle: sessions to open (default 1000)\n"
-            "  --concurrency N     idle: sessions being set up at once (default 128)\n"
+            "  --sessions N        idle, handshake: sessions to open (default 1000)\n"
+            "  --concurrency N     idle, handshake: sessions being set up at once (default 128)\n"
             "  --timeout S         per-step timeout (default 10)\n"
             "  --drain S           up: how long to wait for the sink to acknowledge the rest (default 2)\n"
             "  --hold S            idle: longest wait for a line on stdin (default 60)\n"
@@ -1158,12 +1348,16 @@ main(int argc, char **argv)
         opt.mode = MODE_ECHO;
     else if (strcmp(mode, "idle") == 0)
         opt.mode = MODE_IDLE;
+    else if (strcmp(mode, "handshake") == 0)
+        opt.mode = MODE_HANDSHAKE;
     else
         usage_error("loadgen", "unknown mode %s", mode);
     if (strcmp(proto, "ws") == 0)
         opt.is_ws = true;
+    else if (strcmp(proto, "wss") == 0)
+        opt.is_ws = opt.is_tls = true;
     else if (strcmp(proto, "tcp") != 0)
-        usage_error("loadgen", "unknown protocol %s (tcp or ws)", proto);
+        usage_error("loadgen", "unknown protocol %s (tcp, ws or wss)", proto);
     if (addr_parse(opt.target_text, &opt.target) == -1)
         usage_error("loadgen", "bad target %s", opt.target_text);
     if (opt.frame < 4 || opt.frame > PATTERN_PERIOD || (opt.frame & (opt.frame - 1)) != 0)
@@ -1189,8 +1383,21 @@ main(int argc, char **argv)
     if (request_len >= OUT_MAX)
         usage_error("loadgen", "path too long");
 
+    if (opt.is_tls) {
+        /* TLS 1.3 only; no verification (loopback, a throwaway certificate); no session
+         * reuse, so every handshake is a full one. */
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (tls_ctx == NULL || SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION) != 1) {
+            fprintf(stderr, "loadgen: cannot set up TLS\n");
+            return 1;
+        }
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+
     epfd = epoll_create1(EPOLL_CLOEXEC);
-    uint32_t total = opt.mode == MODE_IDLE ? opt.sessions : opt.conns;
+    uint32_t total = opt.mode == MODE_IDLE || opt.mode == MODE_HANDSHAKE ? opt.sessions : opt.conns;
     conns = calloc(total, sizeof *conns);
     if (epfd == -1 || conns == NULL) {
         perror("setup");
@@ -1207,6 +1414,8 @@ main(int argc, char **argv)
         return run_echo();
     case MODE_IDLE:
         return run_idle();
+    case MODE_HANDSHAKE:
+        return run_handshake();
     }
     return 1;
 }

@@ -30,7 +30,8 @@ import tempfile
 import threading
 import time
 
-SECTIONS = ("throughput", "latency", "connections")
+SECTIONS = ("throughput", "latency", "connections", "tls")
+TLS_COLUMNS = ("wsplice", "wsplice-tls", "websockify-tls")  # the tls section's table
 PR_SET_PDEATHSIG = 1
 
 
@@ -158,6 +159,17 @@ def pss_kib(pids):
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds_with_reaped(pid):
+    """User+system CPU of pid and of its children it has waited for (websockify reaps
+    its per-session processes, most of which live shorter than a sampling interval)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cpu_seconds(pid):
     """User+system CPU of pid itself (not of its children)."""
     try:
@@ -267,10 +279,9 @@ class Backend:
 # --------------------------------------------------------------------------- targets
 #
 # A target kind puts something between the load client and the backend. Each has a
-# scheme (what loadgen speaks: "tcp", "ws", later "wss"), starts on the three backend
-# ports, and says which processes to measure. To add wss:// rows: give loadgen a wss
-# protocol, make WsspliceTlsTarget write a self-signed certificate and add tls_cert and
-# tls_key to its listener, and return True from its available().
+# scheme (what loadgen speaks: "tcp", "ws" or "wss"), starts on the three backend ports,
+# and says which processes to measure. The "-tls" kinds serve wss:// with a throwaway
+# ECDSA P-256 certificate (Context.tls_files()).
 
 
 class Target:
@@ -343,6 +354,9 @@ class WsspliceTarget(Target):
             "[listener:bench]",
             "bind = 127.0.0.1:0",
         ]
+        if self.scheme == "wss":
+            cert, key = self.ctx.tls_files()
+            lines += [f"tls_cert = {cert}", f"tls_key = {key}"]
         for m in modes:
             lines += ["", f"[route:{m}]", f"path = /{m}", f"target = 127.0.0.1:{backend_ports[m]}"]
         return "\n".join(lines) + "\n"
@@ -385,13 +399,17 @@ class WebsockifyTarget(Target):
             return True, ""
         return False, "websockify is not installed (apt-get install websockify, as root)"
 
+    def extra_args(self):
+        return []
+
     def start(self, backend_ports, modes):
         self.by_mode = {}
         for m in modes:
             for attempt in range(5):
                 port = free_port()  # websockify cannot report a port it picked itself
-                child = Child(f"websockify-{m}-{len(self.ctx.started)}",
-                              [self.ctx.websockify, f"127.0.0.1:{port}", f"127.0.0.1:{backend_ports[m]}"],
+                child = Child(f"{self.kind}-{m}-{len(self.ctx.started)}",
+                              [self.ctx.websockify, *self.extra_args(), f"127.0.0.1:{port}",
+                               f"127.0.0.1:{backend_ports[m]}"],
                               self.ctx.workdir, stdin_pipe=False, new_group=True)
                 self.ctx.started.append(child)
                 deadline = time.monotonic() + 15
@@ -411,16 +429,35 @@ class WebsockifyTarget(Target):
 
 
 class WsspliceTlsTarget(WsspliceTarget):
+    """wsplice with tls_cert and tls_key on its listener: wss:// (and ws://) on one port."""
     kind = "wsplice-tls"
     scheme = "wss"
 
     @classmethod
     def available(cls, ctx):
-        return False, "wss:// rows need a wss protocol in loadgen (not written yet)"
+        if ctx.tls_files() is None:
+            return False, f"no certificate: {ctx.tls_problem}"
+        return True, ""
+
+
+class WebsockifyTlsTarget(WebsockifyTarget):
+    """websockify --cert --key: wss:// (and ws://) on one port, a process per session."""
+    kind = "websockify-tls"
+    scheme = "wss"
+
+    @classmethod
+    def available(cls, ctx):
+        if ctx.tls_files() is None:
+            return False, f"no certificate: {ctx.tls_problem}"
+        return WebsockifyTarget.available(ctx)
+
+    def extra_args(self):
+        cert, key = self.ctx.tls_files()
+        return ["--cert", cert, "--key", key]
 
 
 TARGET_KINDS = {cls.kind: cls for cls in (DirectTarget, RelayTarget, WsspliceTarget, WebsockifyTarget,
-                                          WsspliceTlsTarget)}
+                                          WsspliceTlsTarget, WebsockifyTlsTarget)}
 DEFAULT_TARGETS = ("direct", "relay", "wsplice", "websockify")
 
 
@@ -442,6 +479,26 @@ class Context:
 
     def elapsed(self):
         return time.monotonic() - self.t0
+
+    def tls_files(self):
+        """(cert, key): a throwaway self-signed ECDSA P-256 certificate for CN=localhost,
+        made once per run in the work directory with the openssl command; None if that
+        failed (self.tls_problem says why)."""
+        if getattr(self, "_tls", None) is not None or getattr(self, "tls_problem", None):
+            return getattr(self, "_tls", None)
+        cert, key = os.path.join(self.workdir, "cert.pem"), os.path.join(self.workdir, "key.pem")
+        if not shutil.which("openssl"):
+            self.tls_problem = "the openssl command is not installed"
+            return None
+        proc = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                               "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext",
+                               "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            self.tls_problem = f"openssl req failed: {proc.stderr.strip()[-200:]}"
+            return None
+        self._tls = (cert, key)
+        return self._tls
 
     def over_budget(self, need):
         return self.elapsed() + need > self.args.budget
@@ -488,9 +545,8 @@ def run_loadgen(argv, timeout, on_event=None):
 
 def loadgen_base(ctx, target, mode):
     port, path = target.endpoint(mode)
-    argv = [os.path.join(ctx.tools, "loadgen"), "--proto", "ws" if target.scheme == "ws" else "tcp",
-            "--target", f"127.0.0.1:{port}"]
-    if target.scheme == "ws":
+    argv = [os.path.join(ctx.tools, "loadgen"), "--proto", target.scheme, "--target", f"127.0.0.1:{port}"]
+    if target.scheme in ("ws", "wss"):
         argv += ["--path", path]
     return argv
 
@@ -526,7 +582,7 @@ def connections_run(ctx, backend, kind):
         time.sleep(0.2)
         pids = target.measured_pids("echo")
         before = pss_kib(pids)
-        sessions = ctx.args.websockify_sessions if kind == "websockify" else ctx.args.sessions
+        sessions = ctx.args.websockify_sessions if kind.startswith("websockify") else ctx.args.sessions
         argv = loadgen_base(ctx, target, "echo") + ["--mode", "idle", "--sessions", str(sessions), "--hold", "60",
                                                     "--timeout", "10", "--ramp-timeout", "60"]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE,
@@ -591,7 +647,7 @@ def latency_cases():
 
 def case_key(case, scheme):
     # Raw TCP has no frames: one up run per connection count serves both frame sizes.
-    frame = case["frame"] if scheme == "ws" or case["mode"] != "up" else "stream"
+    frame = case["frame"] if scheme != "tcp" or case["mode"] != "up" else "stream"
     return (case["mode"], case["conns"], frame)
 
 
@@ -606,6 +662,10 @@ def run_traffic_sections(ctx, backend, targets, sections):
         cases += throughput_cases()
     if "latency" in sections:
         cases += latency_cases()
+    return cases, run_cases(ctx, backend, targets, cases)
+
+
+def run_cases(ctx, backend, targets, cases):
     runs = {}  # (kind, case_key) -> [results]
     per_run = ctx.args.duration + 0.6
     for case in cases:
@@ -628,12 +688,12 @@ def run_traffic_sections(ctx, backend, targets, sections):
                     ctx.failures.append(f"{target.kind} {describe(case)} rep {rep + 1}: {result.get('why')}")
                 log(f"  {ctx.elapsed():5.0f}s  {target.kind:<10} {describe(case):<28} rep {rep + 1}: "
                     f"{summary(result)}")
-    return cases, runs
+    return runs
 
 
 def ramp_estimate(args, kind):
     """Seconds one idle ramp takes, setup and teardown included (a guess, for the budget)."""
-    if kind == "websockify":
+    if kind.startswith("websockify"):
         return 4.0 + args.websockify_sessions / 150.0
     return 3.0 + args.sessions / 5000.0
 
@@ -658,6 +718,186 @@ def run_connections(ctx, backend, kinds):
                 f"{result.get('hs_per_s', 0):.0f} hs/s, PSS/session {fmt(result.get('pss_per_session_kib'))} KiB "
                 f"{'' if result['ok'] else 'FAILED: ' + str(result.get('why'))}")
     return runs
+
+
+# --------------------------------------------------------------------------- the tls section
+
+
+def tls_cases():
+    return [{"section": "tls", "mode": "up", "conns": 1, "frame": 65536},
+            {"section": "tls", "mode": "down", "conns": 1, "frame": None}]
+
+
+def tls_handshakes_for(args, kind):
+    return args.websockify_handshakes if kind.startswith("websockify") else args.tls_handshakes
+
+
+def tls_estimate(args, kinds):
+    """Seconds the tls section takes (a guess, for the budget)."""
+    per_run = args.duration + 0.1  # measured: runs of 1.5 s take about 1.55 s here
+    t = len(tls_cases()) * args.repeat * len(kinds) * per_run + 1.0 * len(kinds)
+    for kind in kinds:
+        t += args.connection_repeat * (0.5 + tls_handshakes_for(args, kind) / handshake_rate(kind))
+    return t
+
+
+def handshake_rate(kind):
+    """Handshakes per second to expect (measured on 2 cores), for the budget."""
+    return {"wsplice": 5000.0, "wsplice-tls": 1500.0}.get(kind, 180.0 if kind.startswith("websockify") else 1000.0)
+
+
+def handshake_run(ctx, backend, target):
+    """Open N sessions (TCP, TLS for wss, upgrade), a bounded number at a time, each closed
+    once its 101 is in; the rate is sessions done over the time from first connect to last."""
+    n = tls_handshakes_for(ctx.args, target.kind)
+    argv = loadgen_base(ctx, target, "echo") + ["--mode", "handshake", "--sessions", str(n), "--concurrency",
+                                                str(ctx.args.handshake_concurrency), "--timeout", "10",
+                                                "--ramp-timeout", "60"]
+    root = target.measured_pids("echo")[0]
+    before = cpu_seconds_with_reaped(root)
+    result = run_loadgen(argv, timeout=90)
+    left = backend.wait_idle(15)
+    if left:
+        result["note"] = f"{left} backend connections still open 15s after the run"
+    # Once the backend is idle the sessions are over (websockify's processes exited and,
+    # after a moment, reaped); still-running children are added as they are.
+    time.sleep(0.2 if target.forks_per_session else 0)
+    after = cpu_seconds_with_reaped(root)
+    live = sum(cpu_seconds(p) or 0 for p in descendants(root)[1:])
+    result["gateway_cpu_s"] = after - before + live if before is not None and after is not None else None
+    return result
+
+
+def run_tls_section(ctx, backend, kinds):
+    """wss:// beside ws://: single-connection throughput, then handshakes per second."""
+    targets = []
+    for kind in kinds:
+        try:
+            targets.append(TARGET_KINDS[kind](ctx, backend.ports))
+        except RuntimeError as e:
+            ctx.failures.append(f"{kind}: could not start: {e}")
+    try:
+        log(f"tls: {', '.join(t.kind for t in targets)}; {ctx.args.repeat} runs of {ctx.args.duration}s per case, "
+            f"then {ctx.args.connection_repeat} handshake ramps each")
+        runs = run_cases(ctx, backend, targets, tls_cases()) if targets else {}
+        hs = {}
+        for rep in range(ctx.args.connection_repeat):
+            order = targets[rep % len(targets):] + targets[:rep % len(targets)] if targets else []
+            for target in order:
+                need = 0.5 + tls_handshakes_for(ctx.args, target.kind) / handshake_rate(target.kind)
+                if ctx.over_budget(need + ctx.reserve):
+                    ctx.skipped.append(f"{target.kind} handshakes rep {rep + 1} (time budget)")
+                    hs.setdefault(target.kind, []).append({"ok": False, "skipped": True, "why": "time budget"})
+                    continue
+                result = handshake_run(ctx, backend, target)
+                result.update({"target": target.kind, "case": {"section": "tls", "mode": "handshake"},
+                               "rep": rep + 1})
+                ctx.results.append(result)
+                hs.setdefault(target.kind, []).append(result)
+                if not result["ok"]:
+                    why = result.get("why")
+                    if result.get("tls_error"):
+                        why = f"{why} tls_error={result['tls_error']}"
+                    ctx.failures.append(f"{target.kind} handshakes rep {rep + 1}: {why}")
+                log(f"  {ctx.elapsed():5.0f}s  {target.kind:<10} handshakes, {result.get('attempted', '?')} sessions"
+                    f"     rep {rep + 1}: {result.get('hs_per_s', 0):.0f}/s, client cpu "
+                    f"{result.get('cpu_pct', 0):.0f}% {'' if result['ok'] else 'FAILED: ' + str(result.get('why'))}")
+    finally:
+        for t in targets:
+            t.stop()
+    return {"kinds": [t.kind for t in targets], "runs": runs, "handshakes": hs}
+
+
+def print_tls_table(ctx, tls):
+    columns = tls["kinds"]
+    runs, hs = tls["runs"], tls["handshakes"]
+    head = ["", *columns, "wss/ws (wsplice)", "wsplice-tls/websockify-tls", "client cpu wsplice-tls/max"]
+    rows = []
+
+    def values_of(field, rs_of):
+        values = {}
+        for kind in columns:
+            rs = rs_of(kind)
+            if not rs:
+                values[kind] = None
+            elif not any(r.get("ok") for r in rs):
+                values[kind] = "skipped" if all(r.get("skipped") for r in rs) else "FAIL"
+            else:
+                values[kind] = field(rs) if callable(field) else median_of(rs, field)
+        return values
+
+    def num(v):
+        return v if isinstance(v, (int, float)) else None
+
+    def add_row(label, values, client="", compare=True):
+        wss = num(values.get("wsplice-tls"))
+        rows.append([label, *[fmt(values.get(k)) for k in columns],
+                     ratio(wss, num(values.get("wsplice"))) if compare else "-",
+                     ratio(wss, num(values.get("websockify-tls"))) if compare else "-", client])
+
+    def client_cpu(rs_of):
+        mine = [r["cpu_pct"] for r in rs_of("wsplice-tls") if r.get("ok")]
+        every = [r["cpu_pct"] for k in columns for r in rs_of(k) if r.get("ok")]
+        if not every:
+            return ""
+        return f"{statistics.median(mine):.0f}%/{max(every):.0f}%" if mine else f"-/{max(every):.0f}%"
+
+    def per_gb(rs):
+        vals = [r["gateway_cpu_s"] / (r["bytes"] / 1e9) for r in rs
+                if r.get("ok") and r.get("gateway_cpu_s") is not None and r.get("bytes")]
+        return statistics.median(vals) if vals else None
+
+    def case_runs(case):
+        return lambda k: runs.get((k, case_key(case, TARGET_KINDS[k].scheme)), [])
+
+    def label_of(case):
+        return f"  {case['mode']:<4} {case['conns']:>2} conn" + (f"  {case['frame'] // 1024:>2} KiB frames"
+                                                                   if case["frame"] else "")
+
+    rows.append(["wss:// (TLS 1.3) beside ws://, 1 connection, MB/s (higher is better)"])
+    for case in tls_cases():
+        add_row(label_of(case), values_of("mbps", case_runs(case)), client_cpu(case_runs(case)))
+    rows.append(["gateway CPU seconds per GB moved (lower is better)"])
+    for case in tls_cases():
+        add_row(label_of(case), values_of(per_gb, case_runs(case)))
+
+    def hs_runs(k):
+        return hs.get(k, [])
+
+    rows.append([f"handshakes: TCP + TLS (wss) + upgrade, then close; {ctx.args.handshake_concurrency} at a time"])
+    add_row("  handshakes/s", values_of("hs_per_s", hs_runs), client_cpu(hs_runs))
+    add_row("  sessions attempted", values_of("attempted", hs_runs), compare=False)
+    add_row("  gateway CPU ms/handshake", values_of(
+        lambda rs: statistics.median([1000 * r["gateway_cpu_s"] / r["done"] for r in rs
+                                      if r.get("ok") and r.get("done") and r.get("gateway_cpu_s") is not None])
+        if any(r.get("ok") and r.get("done") and r.get("gateway_cpu_s") is not None for r in rs) else None,
+        hs_runs))
+
+    table = [r for r in rows if len(r) > 1] + [head]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+
+    def line(r):
+        if len(r) == 1:
+            return r[0]
+        return "  ".join([r[0].ljust(widths[0])] + [c.rjust(widths[i + 1]) for i, c in enumerate(r[1:])])
+
+    print(line(head))
+    for r in rows:
+        print(line(r))
+    # What was negotiated: the first connection of each wss target (any run reports it).
+    for kind in columns:
+        if TARGET_KINDS[kind].scheme != "wss":
+            continue
+        seen = [r for rs in list(runs.values()) + list(hs.values()) for r in rs
+                if r.get("target") == kind and r.get("tls_version")]
+        if seen:
+            r = seen[0]
+            curve = " (P-256)" if "prime256v1" in r.get("tls_cert_key", "") else ""
+            print(f"{kind} negotiated: {r['tls_version']}, cipher {r['tls_cipher']}, key exchange group "
+                  f"{r['tls_group']}; server certificate {r['tls_cert_key']}{curve}, signature hash "
+                  f"{r['tls_sig_hash']}")
+        else:
+            print(f"{kind} negotiated: - (no TLS connection completed)")
 
 
 def describe(case):
@@ -964,6 +1204,12 @@ def parse_args(argv):
     p.add_argument("--sessions", type=int, help="idle sessions to attempt (default: fd limit / 2)")
     p.add_argument("--websockify-sessions", type=int, help="idle sessions for websockify, a process each "
                    "(default 500, quick 50)")
+    p.add_argument("--tls-handshakes", type=int, help="tls section: sessions per handshake ramp for wsplice "
+                   "(default 2000, quick 500)")
+    p.add_argument("--websockify-handshakes", type=int, help="tls section: sessions per handshake ramp for "
+                   "websockify, a process each (default 1000, quick 100)")
+    p.add_argument("--handshake-concurrency", type=int, default=128, help="tls section: sessions being set up "
+                   "at once (default 128)")
     p.add_argument("--budget", type=float, help="seconds; runs that would end later are skipped "
                    "(default 280, quick 90)")
     p.add_argument("--websockify", help="the websockify command (default: from PATH, installed if missing)")
@@ -979,6 +1225,8 @@ def parse_args(argv):
     args.duration = args.duration or (0.5 if quick else 1.5)
     args.sessions = args.sessions or (min(2000, nofile // 2) if quick else nofile // 2)
     args.websockify_sessions = args.websockify_sessions or (50 if quick else 500)
+    args.tls_handshakes = args.tls_handshakes or (500 if quick else 2000)
+    args.websockify_handshakes = args.websockify_handshakes or (100 if quick else 1000)
     args.budget = args.budget or (90 if quick else 280)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     for s in args.sections:
@@ -1004,7 +1252,7 @@ def main(argv):
     ctx = Context(args, workdir)
     ctx.nofile = nofile
     ctx.reserve = 0.0
-    if "websockify" in args.target_kinds:
+    if "websockify" in args.target_kinds or "websockify-tls" in args.target_kinds or "tls" in args.sections:
         ctx.websockify = find_websockify(args)
 
     kinds = []
@@ -1014,8 +1262,26 @@ def main(argv):
             kinds.append(kind)
         else:
             ctx.skipped.append(f"{kind}: {why}")
+    conn_reserve = 0.0
     if "connections" in args.sections:
-        ctx.reserve = sum(ramp_estimate(args, k) for k in kinds) * args.connection_repeat
+        conn_reserve = sum(ramp_estimate(args, k) for k in kinds) * args.connection_repeat
+    # The tls section's table: wsplice (ws), wsplice-tls, and websockify-tls when websockify
+    # is wanted (by default it is); --targets narrows it like the other sections.
+    tls_kinds = []
+    if "tls" in args.sections:
+        wanted = set(args.target_kinds)
+        if "websockify" in wanted:
+            wanted.add("websockify-tls")
+        wanted.add("wsplice-tls")
+        for kind in TLS_COLUMNS:
+            if kind not in wanted:
+                continue
+            ok, why = TARGET_KINDS[kind].available(ctx)
+            if ok:
+                tls_kinds.append(kind)
+            elif kind not in args.target_kinds:
+                ctx.skipped.append(f"{kind}: {why}")
+    ctx.reserve = conn_reserve + (tls_estimate(args, tls_kinds) if tls_kinds else 0.0)
 
     def on_signal(signum, frame):
         raise SystemExit(f"run.py: stopped by signal {signum}")
@@ -1029,6 +1295,7 @@ def main(argv):
     targets = []
     traffic = ([], {})
     conn_runs = None
+    tls = None
     try:
         backend = Backend(ctx.tools, workdir)
         if args.profile:
@@ -1046,6 +1313,9 @@ def main(argv):
             for t in targets:
                 t.stop()
             targets = []
+        ctx.reserve = conn_reserve
+        if tls_kinds:
+            tls = run_tls_section(ctx, backend, tls_kinds)
         if "connections" in args.sections:
             log(f"idle sessions: {args.sessions} attempted ({args.websockify_sessions} for websockify), "
                 f"{args.connection_repeat} ramps each")
@@ -1072,8 +1342,12 @@ def main(argv):
     print(f"median of {args.repeat} runs of {args.duration:g}s per case ({args.connection_repeat} idle ramps); "
           f"MB = 10^6 bytes; ratios are wsplice divided by the other column")
     print()
-    print_table(ctx, kinds, traffic, conn_runs)
-    print()
+    if traffic[0] or conn_runs is not None:
+        print_table(ctx, kinds, traffic, conn_runs)
+        print()
+    if tls is not None:
+        print_tls_table(ctx, tls)
+        print()
     ran_throughput = any(c["section"] == "throughput" for c in traffic[0])
     if ran_throughput and any(TARGET_KINDS[k].scheme == "tcp" for k in kinds):
         print("direct and relay carry a raw byte stream: one up run per connection count serves both frame sizes")
