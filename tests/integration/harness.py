@@ -257,6 +257,10 @@ class SinkBackend(Backend):
 
     def handle(self, c):
         self.resume.wait()
+        self.sink(c)
+
+    def sink(self, c):
+        """Hash everything 'c' sends until EOF, record it, and close."""
         h = hashlib.sha256()
         n = 0
         while True:

@@ -193,35 +193,19 @@ def _capture(t, fn, args):
 # --------------------------------------------------------------------------- backends
 
 
-class HalfCloseSource(harness.Backend):
+class HalfCloseSource(harness.SinkBackend):
     """Sends 'size' seeded bytes, shuts its write side, then hashes everything it still
     receives until EOF (what harness.SourceBackend(end='shutdown') reads but discards)."""
 
     def __init__(self, size, seed=1, **kw):
         self.size = size
         self.seed = seed
-        self.results = []
-        self.done = threading.Semaphore(0)
         super().__init__(**kw)
 
     def handle(self, c):
         c.sendall(harness.seeded_bytes(self.size, self.seed))
         c.shutdown(socket.SHUT_WR)
-        h = hashlib.sha256()
-        n = 0
-        while True:
-            d = c.recv(262144)
-            if not d:
-                break
-            h.update(d)
-            n += len(d)
-        with self.lock:
-            self.results.append((n, h.hexdigest()))
-        self.done.release()
-        c.close()
-
-    def wait_done(self, timeout=10.0):
-        assert self.done.acquire(timeout=timeout * SLOW), "backend never saw EOF"
+        self.sink(c)
 
 
 class HalfCloseFirstSink(harness.SinkBackend):
