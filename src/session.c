@@ -888,9 +888,8 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
         return;
     case SESSION_OPEN:
     case SESSION_CLOSING:
-        session_client_frames(s);
-        if (s->client != NULL)
-            session_update_flow(s);
+        session_client_frames(s); /* never frees the client: closes only start FLUSH */
+        session_update_flow(s);
         return;
     }
 }
@@ -1123,8 +1122,7 @@ session_backend_connected(struct session *s)
         s->backend_rd = session_read_event_new(s, s->backend, session_backend_sock_read_cb);
     session_set_read(s->backend, s->backend_rd, true);
     session_client_frames(s); /* anything the client sent before the 101 */
-    if (s->client != NULL)
-        session_update_flow(s);
+    session_update_flow(s);
 }
 
 static void

@@ -8,7 +8,7 @@ SRC    := tests/bench
 WARN   := -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
           -Wwrite-strings -Wcast-qual -Wvla -Wundef -Wimplicit-fallthrough -Wnull-dereference
 # -O2 always: the tools must not be the bottleneck, whatever CFLAGS says about debugging.
-BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -O2
+BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE -Isrc $(WARN) $(CFLAGS) -O2
 TOOLS  := loadgen backend relay
 # loadgen speaks wss:// with OpenSSL (libssl-dev).
 SSL_LIBS := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)

@@ -31,6 +31,7 @@
 #include <openssl/x509.h>
 
 #include "benchlib.h"
+#include "ws_frame.h" /* the opcodes; header only */
 
 #define RX_CHUNK   (256 * 1024)
 #define TX_CHUNK   (256 * 1024)
@@ -44,15 +45,6 @@
  * value is known, so no SHA-1 is needed here. */
 #define WS_KEY    "dGhlIHNhbXBsZSBub25jZQ=="
 #define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-enum ws_opcode {
-    WS_OP_CONT = 0x0,
-    WS_OP_TEXT = 0x1,
-    WS_OP_BINARY = 0x2,
-    WS_OP_CLOSE = 0x8,
-    WS_OP_PING = 0x9,
-    WS_OP_PONG = 0xA,
-};
 
 enum mode {
     MODE_UP = 0,
