@@ -40,7 +40,8 @@ UNIT_DEPS_route        := addr
 UNIT_DEPS_tls          := log addr
 UNIT_TESTS := $(UNIT_MODULES:%=$(BUILD)/unit/test_%)
 
-.PHONY: all clean bench soak testssl test test-now unit integration check lint format fuzz install uninstall help run deps conf-check
+.PHONY: all clean bench soak testssl test test-now unit integration e2e e2e-now demo check lint format fuzz install \
+        uninstall help run deps conf-check
 
 all: $(BIN)
 
@@ -71,7 +72,23 @@ integration: $(BIN)
 conf-check: $(BIN)
 	$(Q)tests/check_conf.sh $(BIN) conf/wsplice.ini
 
-# unit, then integration, then the example config; the last line is the summary.
+# Browser tests: Debian's Chromium (playwright-core from tests/e2e/package-lock.json) against
+# the real binary, ngircd and Xvnc on loopback; screenshots and logs in tests/e2e/out/.
+e2e:
+	$(Q).ci/install-deps --missing
+	$(Q)$(MAKE) --no-print-directory e2e-now
+
+e2e-now: $(BIN)
+	$(Q)tests/e2e/run.sh $(BIN)
+
+# The chat demo: ngircd and wsplice on loopback with conf/demo/; Ctrl-C stops both.
+demo:
+	$(Q).ci/install-deps --missing
+	$(Q)$(MAKE) --no-print-directory $(BIN)
+	$(Q)conf/demo/run-demo.sh $(BIN)
+
+# unit, integration, soak, browser tests (E2E=0 skips them), then the example config; the
+# last line is the summary.
 # Missing packages are installed first; a sub-make then sees their pkg-config flags.
 test:
 	$(Q).ci/install-deps --missing
@@ -158,6 +175,8 @@ help:
 	@echo "make test         unit tests, integration tests, config check; last line is the summary"
 	@echo "make unit         C unit tests of the pure modules"
 	@echo "make integration  pytest suite against the real binary (PYTEST_ARGS=... to select)"
+	@echo "make e2e          browser tests: noVNC and the chat demo in headless Chromium (make test runs them too)"
+	@echo "make demo         the chat demo: IRC in the browser through wsplice; prints the URL, Ctrl-C stops"
 	@echo "make check        test under ASan+UBSan with -Werror, then lint"
 	@echo "make soak         10-minute soak with faults, hash-checked (SOAK_SECONDS=...); make test runs 60 s"
 	@echo "make testssl      testssl.sh against a TLS listener; fails on HIGH/CRITICAL findings"
