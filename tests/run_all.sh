@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make test: unit tests, integration tests, a short soak, then the example config. Prints one total
-# "N passed, N failed" as the last line and fails if anything failed.
+# make test: unit tests, integration tests, a short soak, the browser tests (E2E=0 skips
+# them), then the example config. Prints one total "N passed, N failed" as the last line
+# and fails if anything failed.
 # Usage: run_all.sh BUILD_DIR BINARY PYTHON
 set -u
 build=$1
@@ -43,6 +44,19 @@ if "$python" "$here/soak/soak.py" --seconds "${SOAK_SECONDS:-60}" --gateway "$bi
     passed=$((passed + 1))
 else
     failed=$((failed + 1))
+fi
+
+if [ "${E2E:-1}" != 0 ]; then
+    echo "== e2e (browser tests; E2E=0 skips them)"
+    e2e_log=$(mktemp)
+    "$here/e2e/run.sh" "$bin" 2>&1 | tee "$e2e_log"
+    summary=$(tail -n 1 "$e2e_log")
+    rm -f "$e2e_log"
+    if printf '%s\n' "$summary" | grep -qE '^[0-9]+ passed, [0-9]+ failed$'; then
+        add_line "$summary"
+    else
+        failed=$((failed + 1)) # no summary: the runner itself broke
+    fi
 fi
 
 echo "== example config"
