@@ -38,7 +38,7 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 trap stop EXIT
 
-ngircd --nodaemon --config "$ngircd_conf" >build/demo/ngircd.log 2>&1 &
+ngircd --nodaemon --config "$PWD/$ngircd_conf" >build/demo/ngircd.log 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
     accepts "$irc_port" && break
