@@ -64,7 +64,7 @@ test('two chat pages talk through wsplice and ngircd; a 500-message burst arrive
         await waitFor('alice to see bob', async () => (await messagesFrom(alice, 'bob')).includes(reply));
 
         // A paste of 500 lines is 500 PRIVMSGs sent at once.
-        const burst = Array.from({ length: BURST }, (_, i) => `burst ${String(i + 1).padStart(3, '0')} ${'x'.repeat(i % 50)}`);
+        const burst = Array.from({ length: BURST }, (_, i) => `burst ${String(i + 1).padStart(3, '0')} ${'x'.repeat((i % 50) + 1)}`);
         await say(alice, burst.join('\n'));
         let got = [];
         await waitFor(`bob to get ${BURST} messages`, async () => {
@@ -87,9 +87,10 @@ test('two chat pages talk through wsplice and ngircd; a 500-message burst arrive
         throw err;
     }
     assert.deepEqual(browser.problems, []);
-    // Every session of the gateway opened on the IRC route, and bob's closed cleanly.
+    // Bob's page sent QUIT and a close 1000; whichever side the gateway saw finish first
+    // (the client's Close, or ngircd hanging up after the QUIT), the close is clean.
     assert.match(gw.log(), /session s=\d+ open .*route=irc/);
-    assert.match(gw.log(), /session s=\d+ close .*route=irc .*code=1000 by=client/);
+    assert.match(gw.log(), /session s=\d+ close .*route=irc .*code=1000 by=(client|backend)/);
     await stopWsplice(gw);
 });
 

@@ -53,7 +53,7 @@ function setState(state, text) {
 // ---------------------------------------------------------------- the log
 
 function timeNow() {
-    return new Date().toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    return new Date().toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
 }
 
 function nickColour(nick) {
