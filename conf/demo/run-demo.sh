@@ -38,22 +38,22 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 trap stop EXIT
 
+# Wait until PORT accepts, while PID still runs; WHAT names it in the error.
+wait_port() {
+    for _ in $(seq 100); do
+        accepts "$1" && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 did not start"
+        sleep 0.1
+    done
+    die "$3 does not accept on port $1"
+}
+
 ngircd --nodaemon --config "$PWD/$ngircd_conf" >build/demo/ngircd.log 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do
-    accepts "$irc_port" && break
-    kill -0 "${pids[0]}" 2>/dev/null || die "ngircd did not start: see build/demo/ngircd.log"
-    sleep 0.1
-done
-accepts "$irc_port" || die "ngircd does not accept on port $irc_port: see build/demo/ngircd.log"
-
+wait_port "$irc_port" "$!" "ngircd (see build/demo/ngircd.log)"
 "$bin" -c "$ini" &
 pids+=($!)
-for _ in $(seq 100); do
-    accepts "$web_port" && break
-    kill -0 "${pids[1]}" 2>/dev/null || die "wsplice did not start"
-    sleep 0.1
-done
+wait_port "$web_port" "$!" "wsplice"
 
 cat <<EOF
 

@@ -18,6 +18,15 @@ function demoIni(ircPort, bind = '127.0.0.1:0') {
     ]);
 }
 
+// ngircd, wsplice in front of it with the demo's config, and a browser.
+async function startChat(t, name) {
+    const dirs = testDirs(t, name);
+    const irc = await startNgircd(t, dirs);
+    const gw = await startWsplice(t, demoIni(irc.port), dirs);
+    const browser = await launchBrowser(t, dirs);
+    return { dirs, irc, gw, port: gw.ports.demo, browser };
+}
+
 // Open the page as a new visitor would, answer the nickname prompt, wait for the channel.
 async function join(browser, port, nick) {
     const page = await browser.newPage();
@@ -41,11 +50,7 @@ async function say(page, text) {
 }
 
 test('two chat pages talk through wsplice and ngircd; a 500-message burst arrives in order', { timeout: 180000 }, async (t) => {
-    const dirs = testDirs(t, 'chat');
-    const irc = await startNgircd(t, dirs);
-    const gw = await startWsplice(t, demoIni(irc.port), dirs);
-    const port = gw.ports.demo;
-    const browser = await launchBrowser(t, dirs);
+    const { dirs, gw, port, browser } = await startChat(t, 'chat');
     let alice = null;
     let bob = null;
     try {
@@ -95,11 +100,7 @@ test('two chat pages talk through wsplice and ngircd; a 500-message burst arrive
 });
 
 test('the chat page reconnects with backoff after the gateway restarts', { timeout: 180000 }, async (t) => {
-    const dirs = testDirs(t, 'chat-reconnect');
-    const irc = await startNgircd(t, dirs);
-    const gw = await startWsplice(t, demoIni(irc.port), dirs);
-    const port = gw.ports.demo;
-    const browser = await launchBrowser(t, dirs);
+    const { dirs, irc, gw, port, browser } = await startChat(t, 'chat-reconnect');
     const page = await join(browser, port, 'carol');
     try {
         // SIGTERM drains: every session gets close 1001 (going away).
