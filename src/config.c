@@ -12,6 +12,7 @@
 #include <ini.h>
 
 #include "tls.h"
+#include "webroot.h"
 
 #define CONFIG_MAX_LINE  4096 /* longer lines are errors, never split */
 #define SECTION_NAME_MAX 48   /* inih keeps 50 bytes of a section name */
@@ -97,6 +98,10 @@ static const struct option_spec listener_options[] = {
     {"tls_verify_client", OPT_CHOICE, LTLS(verify_client), 0, 0, 0, "none",
      "client certificates: none | optional (checked when sent) | require (else 403)",
      "none|optional|require"},
+    {"web_root", OPT_FILE, FIELD(struct listener_config, web_root), 0, 0, 0, NULL,
+     "directory whose files answer requests without a WebSocket upgrade (GET, HEAD); unset: 426", NULL},
+    {"web_listing", OPT_BOOL, FIELD(struct listener_config, web_listing), 0, 0, 0, "no",
+     "list the files of a directory that has no index.html (else 403)", NULL},
 };
 
 static const struct option_spec listener_limit_options[] = {
@@ -924,6 +929,26 @@ config_validate_listener_tls(struct config *cfg, struct listener_config *l, cons
         config_error_at(cfg, cert_line, label, "tls_cert", "%s", err);
 }
 
+/* A web root must be a directory we can open beneath (checked now, so the start fails
+ * with file:line rather than every request with 500). */
+static void
+config_validate_listener_web(struct config *cfg, struct listener_config *l, const struct option_group *lo,
+                             const char *label)
+{
+    int root_line = config_key_line(lo, &l->marks, 0, "web_root");
+    char err[512];
+
+    if (root_line == 0) {
+        int line = config_key_line(lo, &l->marks, 0, "web_listing");
+        if (line > 0)
+            config_error_at(cfg, line, label, "web_listing", "needs web_root in this section");
+        return;
+    }
+    l->webroot = webroot_new(l->web_root, l->web_listing, err, sizeof err);
+    if (l->webroot == NULL)
+        config_error_at(cfg, root_line, label, "web_root", "%s", err);
+}
+
 static void
 config_validate_route_tls(struct config *cfg, struct route_config *r, const struct option_group *ro,
                           const char *label)
@@ -991,7 +1016,10 @@ config_validate(struct config *cfg)
 
     if (cfg->listener_count == 0)
         config_error_at(cfg, 0, NULL, NULL, "no [listener:NAME] section: nothing to listen on");
-    if (cfg->route_count == 0)
+    bool serves_files = false;
+    for (size_t i = 0; i < cfg->listener_count; i++)
+        serves_files = serves_files || cfg->listeners[i].web_root != NULL;
+    if (cfg->route_count == 0 && !serves_files)
         config_error_at(cfg, 0, NULL, NULL, "no [route:NAME] section: nothing to proxy to");
     if (cfg->listener_count > ROUTE_MAX_LISTENERS)
         config_error_at(cfg, 0, NULL, NULL, "more than %d listeners", ROUTE_MAX_LISTENERS);
@@ -1003,6 +1031,7 @@ config_validate(struct config *cfg)
         config_check_required(cfg, &lo, l->marks.set[0], l->head.line, "listener", l->head.name);
         config_inherit(&ll, l->marks.set[1], &l->limits, &cfg->listener_defaults);
         config_validate_listener_tls(cfg, l, &lo, llabel);
+        config_validate_listener_web(cfg, l, &lo, llabel);
         if (!(l->marks.set[0] & (UINT64_C(1) << LISTENER_OPT_BIND)))
             continue;
         for (size_t j = 0; j < i; j++) {
@@ -1174,6 +1203,7 @@ config_free(struct config *cfg)
         for (size_t g = 0; g < n; g++)
             config_free_group(&groups[g], bases[g]);
         tls_server_unref(cfg->listeners[i].tls_server);
+        webroot_unref(cfg->listeners[i].webroot);
         free(cfg->listeners[i].head.name);
     }
     free(cfg->listeners);

@@ -65,6 +65,7 @@ struct listener_tls_config {
 
 struct tls_server;
 struct tls_client;
+struct webroot;
 
 struct listener_config {
     struct section_head head;
@@ -72,6 +73,9 @@ struct listener_config {
     struct listener_limits limits;
     struct listener_tls_config tls;
     struct tls_server *tls_server; /* built from 'tls' when it has certificates; owned */
+    char *web_root;                /* directory served to plain HTTP requests; NULL: none */
+    bool web_listing;              /* list directories that have no index.html */
+    struct webroot *webroot;       /* opened from web_root by validation; owned */
     struct option_marks marks;
 };
 

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "session.h"
 #include "tls.h"
+#include "webroot.h"
 
 #define LISTEN_BACKLOG  1024
 #define ACCEPT_RETRY_MS 100
@@ -28,6 +29,7 @@ struct listener {
     char *name;
     struct listener_limits limits;
     struct tls_server *tls; /* counted reference; NULL: plain only */
+    struct webroot *web;    /* counted reference; NULL: no static files */
     char addr[ADDR_STR_MAX];
 };
 
@@ -40,7 +42,7 @@ listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockad
     (void)lev;
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    session_start(l->worker, fd, sa, (socklen_t)sa_len, l->index, &l->limits, l->tls);
+    session_start(l->worker, fd, sa, (socklen_t)sa_len, l->index, &l->limits, l->tls, l->web);
 }
 
 static void
@@ -112,6 +114,10 @@ listener_new(struct worker *w, const struct listener_config *cfg, unsigned index
         l->tls = cfg->tls_server;
         tls_server_ref(l->tls);
     }
+    if (cfg->webroot != NULL) {
+        l->web = cfg->webroot;
+        webroot_ref(l->web);
+    }
     l->name = strdup(cfg->head.name);
     if (l->name == NULL)
         goto fail;
@@ -149,10 +155,14 @@ listener_new(struct worker *w, const struct listener_config *cfg, unsigned index
     l->retry = evtimer_new(w->base, listener_retry_cb, l);
     if (l->retry == NULL)
         goto fail;
-    log_info("listener name=%s addr=%s listening%s", l->name, l->addr,
+    char web[LOG_ESCAPE_MAX] = "";
+    if (l->web != NULL)
+        log_escape(web, sizeof web, webroot_dir(l->web), strlen(webroot_dir(l->web)));
+    log_info("listener name=%s addr=%s listening%s%s%s", l->name, l->addr,
              l->tls == NULL            ? ""
              : tls_server_only(l->tls) ? " tls=only"
-                                       : " tls=yes");
+                                       : " tls=yes",
+             l->web != NULL ? " web_root=" : "", web);
     return l;
 fail:
     listener_free(l);
@@ -181,6 +191,7 @@ listener_free(struct listener *l)
     if (l->retry != NULL)
         event_free(l->retry);
     tls_server_unref(l->tls);
+    webroot_unref(l->web);
     free(l->name);
     free(l);
 }
@@ -204,4 +215,8 @@ listener_update(struct listener *l, const struct listener_config *cfg)
         tls_server_ref(cfg->tls_server);
     tls_server_unref(l->tls); /* sessions mid-handshake hold their own reference */
     l->tls = cfg->tls_server;
+    if (cfg->webroot != NULL)
+        webroot_ref(cfg->webroot);
+    webroot_unref(l->web); /* so do sessions serving files */
+    l->web = cfg->webroot;
 }

@@ -31,20 +31,24 @@
 #include "route.h"
 #include "tls.h"
 #include "utf8.h"
+#include "webroot.h"
 #include "ws_frame.h"
 
 #define SESSION_MAX_READ         (64 * 1024)  /* one read from the client: about one large frame */
 #define SESSION_MAX_READ_BACKEND (256 * 1024) /* one read from the backend: all of it becomes one frame */
 #define SESSION_MAX_WRITE        (256 * 1024) /* one write() to either side */
 #define SESSION_PEEK_EXTENTS     16
-#define SESSION_PEER_MAX         56         /* "[" IPv6 "]:" port */
-#define BASE64_CHUNK             (3 * 1024) /* raw bytes encoded per step: a multiple of 3 */
+#define SESSION_PEER_MAX         56           /* "[" IPv6 "]:" port */
+#define BASE64_CHUNK             (3 * 1024)   /* raw bytes encoded per step: a multiple of 3 */
+#define SESSION_WEB_CHUNK        (128 * 1024) /* file bytes queued per step of a web response */
+#define SESSION_WEB_QUEUE        (256 * 1024) /* a web response's queue is refilled up to this */
 
 enum session_state {
     SESSION_HANDSHAKE = 0,
     SESSION_CONNECTING,
     SESSION_OPEN,
     SESSION_CLOSING,
+    SESSION_WEB, /* answering a plain HTTP request from the web root; then HANDSHAKE again */
 };
 
 /* How far one side of the session has got in ending. */
@@ -107,6 +111,7 @@ struct session {
 
     uint32_t max_request_bytes, handshake_timeout_ms;
     uint64_t started_ms, state_since_ms, last_data_ms, last_client_ms, ping_sent_ms;
+    uint64_t head_since_ms; /* the request head being read started here: its deadline counts from it */
     size_t closing_backlog; /* bytes still queued at the last CLOSING check */
     uint64_t bytes_up, bytes_down;
 
@@ -118,6 +123,12 @@ struct session {
     /* Plain sockets, once relaying, are read here in large reads (see session_read_socket);
      * NULL while the bufferevent reads (handshake, TLS). */
     struct event *client_rd, *backend_rd;
+
+    struct webroot *web;          /* counted reference: the listener's web root; NULL: none */
+    struct webroot_body web_body; /* the file of the response in SESSION_WEB */
+    bool web_keep_alive;          /* after this response, read the next request */
+    bool web_answered;            /* a request was answered from the web root */
+    uint64_t web_progress_ms;     /* the response last moved: a stalled client is dropped */
 
     struct evutil_addrinfo *addrs, *next_addr; /* owned: resolved backend addresses */
     struct dns_ticket *dns;                    /* owned by the pending lookup */
@@ -186,6 +197,8 @@ session_state_str(enum session_state st)
         return "OPEN";
     case SESSION_CLOSING:
         return "CLOSING";
+    case SESSION_WEB:
+        return "WEB";
     }
     return "?";
 }
@@ -216,7 +229,10 @@ session_arm_timer(struct session *s)
 
     switch (s->state) {
     case SESSION_HANDSHAKE:
-        deadline = s->started_ms + s->handshake_timeout_ms;
+        deadline = s->head_since_ms + s->handshake_timeout_ms;
+        break;
+    case SESSION_WEB:
+        deadline = s->web_progress_ms + s->handshake_timeout_ms;
         break;
     case SESSION_CONNECTING:
         deadline = s->state_since_ms + lim->connect_timeout_ms;
@@ -247,10 +263,11 @@ session_arm_timer(struct session *s)
 static void
 session_set_state(struct session *s, enum session_state next)
 {
-    static const bool legal[4][4] = {
-        [SESSION_HANDSHAKE] = {[SESSION_CONNECTING] = true, [SESSION_CLOSING] = true},
+    static const bool legal[5][5] = {
+        [SESSION_HANDSHAKE] = {[SESSION_CONNECTING] = true, [SESSION_CLOSING] = true, [SESSION_WEB] = true},
         [SESSION_CONNECTING] = {[SESSION_OPEN] = true, [SESSION_CLOSING] = true},
         [SESSION_OPEN] = {[SESSION_CLOSING] = true},
+        [SESSION_WEB] = {[SESSION_HANDSHAKE] = true, [SESSION_CLOSING] = true},
     };
 
     assert(legal[s->state][next]);
@@ -346,6 +363,8 @@ session_free(struct session *s)
     if (s->probe_fd >= 0)
         evutil_closesocket(s->probe_fd);
     tls_server_unref(s->tls);
+    webroot_body_cleanup(&s->web_body);
+    webroot_unref(s->web);
     session_dns_abandon(s); /* the lookup frees the ticket when it returns */
     if (s->addrs != NULL)
         evutil_freeaddrinfo(s->addrs);
@@ -798,8 +817,86 @@ session_backend_data(struct session *s)
 
 static void session_client_read_cb(struct bufferevent *bev, void *arg);
 
+/* ---- static files ---- */
+
+/* Between two requests on a connection that has served files: nothing of the next one
+ * has arrived, so it can end without an answer (as HTTP/1.1 allows for idle connections). */
+static bool
+session_web_idle(const struct session *s)
+{
+    return s->state == SESSION_HANDSHAKE && s->web_answered && s->client != NULL &&
+           evbuffer_get_length(bufferevent_get_input(s->client)) == 0;
+}
+
+/* End a connection that carried only plain HTTP: flush what is queued, then close. */
 static void
-session_handshake(struct session *s)
+session_web_close(struct session *s)
+{
+    session_enter_closing(s);
+    session_client_finish(s);
+}
+
+/* Keep the response's queue filled from its file. Once everything is queued, close the
+ * connection, or go back to reading requests when the queue is short. Returns true when
+ * back in HANDSHAKE with input waiting. */
+static bool
+session_web_pump(struct session *s)
+{
+    struct evbuffer *out = bufferevent_get_output(s->client);
+
+    s->web_progress_ms = session_now_ms();
+    while (s->web_body.has_file && evbuffer_get_length(out) < SESSION_WEB_QUEUE) {
+        if (webroot_body_fill(&s->web_body, out, SESSION_WEB_CHUNK) == -1) {
+            log_warn("web s=%" PRIu64 " client=%s cannot read the file: %s", s->id, s->peer, strerror(errno));
+            s->web_keep_alive = false; /* the body is short: only the connection's end can say so */
+        }
+    }
+    if (!s->web_body.has_file && !s->web_keep_alive) {
+        session_web_close(s);
+        return false;
+    }
+    if (s->web_body.has_file || evbuffer_get_length(out) > SESSION_WEB_QUEUE - SESSION_WEB_CHUNK) {
+        session_arm_timer(s);
+        return false; /* session_client_write_cb comes back as the queue drains */
+    }
+    bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+    s->head_since_ms = session_now_ms();
+    session_set_state(s, SESSION_HANDSHAKE);
+    bufferevent_enable(s->client, EV_READ);
+    return evbuffer_get_length(bufferevent_get_input(s->client)) > 0;
+}
+
+/* Answer a request without a WebSocket upgrade from the web root. Returns what
+ * session_web_pump() returns. */
+static bool
+session_web_request(struct session *s, const struct http_request *req)
+{
+    struct webroot_reply reply;
+    char method[LOG_ESCAPE_MAX], path[LOG_ESCAPE_MAX];
+
+    webroot_answer(s->web, req, bufferevent_get_output(s->client), &reply);
+    /* The path only: query strings carry passwords and tokens (noVNC's ?password=). */
+    log_info("web s=%" PRIu64 " client=%s method=%s path=%s status=%d bytes=%" PRIu64, s->id, s->peer,
+             log_escape(method, sizeof method, req->method.ptr, req->method.len),
+             log_escape(path, sizeof path, req->path.ptr, req->path.len), reply.status, reply.body_len);
+    METRICS_ADD(web_requests, 1);
+    METRICS_ADD(web_bytes, reply.body_len);
+    evbuffer_drain(bufferevent_get_input(s->client), req->head_len); /* 'req' pointed into it */
+    s->web_answered = true;
+    s->web_body = reply.body;
+    s->web_keep_alive = reply.keep_alive && !s->worker->draining;
+    /* A pipelined request waits in the input until this response is queued. */
+    bufferevent_disable(s->client, EV_READ);
+    bufferevent_setwatermark(s->client, EV_WRITE, SESSION_WEB_QUEUE - SESSION_WEB_CHUNK, 0);
+    bufferevent_set_max_single_write(s->client, SESSION_MAX_WRITE);
+    session_set_state(s, SESSION_WEB);
+    return session_web_pump(s);
+}
+
+/* Read one request head and act on it. Returns true when it was answered from the web
+ * root and the connection is ready for the next request, which has begun to arrive. */
+static bool
+session_request(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->client);
     size_t len = evbuffer_get_length(in);
@@ -811,24 +908,26 @@ session_handshake(struct session *s)
     char path[LOG_ESCAPE_MAX], host[LOG_ESCAPE_MAX], origin[LOG_ESCAPE_MAX];
 
     if (pr == HTTP_PARSE_NEED_MORE)
-        return;
+        return false;
     if (pr == HTTP_PARSE_TOO_BIG) {
         session_reject(s, 431, http_parse_result_str(pr));
-        return;
+        return false;
     }
     if (pr != HTTP_PARSE_OK) {
         session_reject(s, 400, http_parse_result_str(pr));
-        return;
+        return false;
     }
-    verdict = http_upgrade_validate(&req);
     s->is_head = req.method.len == 4 && memcmp(req.method.ptr, "HEAD", 4) == 0;
+    if (s->web != NULL && !req.upgrade_websocket)
+        return session_web_request(s, &req);
+    verdict = http_upgrade_validate(&req);
     log_debug("session s=%" PRIu64 " request path=%s host=%s origin=%s verdict=%d", s->id,
               log_escape(path, sizeof path, req.path.ptr, req.path.len),
               log_escape(host, sizeof host, req.host.ptr, req.host.len),
               log_escape(origin, sizeof origin, req.origin.ptr, req.origin.len), (int)verdict);
     if (verdict != HTTP_UPGRADE_OK) {
         session_reject(s, http_upgrade_verdict_status(verdict), http_upgrade_verdict_str(verdict));
-        return;
+        return false;
     }
     s->route =
         route_lookup(s->routes, s->listener_index, req.host.ptr, req.host.len, req.path.ptr, req.path.len);
@@ -837,7 +936,7 @@ session_handshake(struct session *s)
                  log_escape(path, sizeof path, req.path.ptr, req.path.len),
                  log_escape(host, sizeof host, req.host.ptr, req.host.len));
         session_reject(s, 404, "no route for this path");
-        return;
+        return false;
     }
     s->limits = &s->route->limits;
     if (s->tls != NULL || s->route->cert_name_count > 0) {
@@ -850,17 +949,17 @@ session_handshake(struct session *s)
             log_info("session s=%" PRIu64 " client certificate refused client=%s route=%s", s->id, s->peer,
                      s->route->name);
             session_reject(s, 403, deny);
-            return;
+            return false;
         }
     }
     if (!route_session_acquire(s->routes, s->route)) {
         session_reject(s, 503, "route at its session limit");
-        return;
+        return false;
     }
     s->route_counted = true;
     if (http_upgrade_accept_key(req.key.ptr, req.key.len, s->accept) == -1) {
         session_reject(s, 500, "cannot compute the accept key");
-        return;
+        return false;
     }
     s->proto = http_upgrade_choose_subprotocol(&req);
     evbuffer_drain(in, req.head_len);
@@ -868,6 +967,14 @@ session_handshake(struct session *s)
     session_set_read(s->client, s->client_rd, false);
     session_set_state(s, SESSION_CONNECTING);
     session_connect_next(s);
+    return false;
+}
+
+static void
+session_handshake(struct session *s)
+{
+    while (session_request(s))
+        ; /* pipelined requests, one at a time */
 }
 
 static void
@@ -885,6 +992,7 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
         session_handshake(s);
         return;
     case SESSION_CONNECTING:
+    case SESSION_WEB:
         return;
     case SESSION_OPEN:
     case SESSION_CLOSING:
@@ -902,6 +1010,11 @@ session_client_write_cb(struct bufferevent *bev, void *arg)
     if (s->client_phase == SIDE_FLUSH) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
             session_client_shutdown(s);
+        return;
+    }
+    if (s->state == SESSION_WEB) {
+        if (session_web_pump(s))
+            session_handshake(s);
         return;
     }
     session_update_flow(s);
@@ -926,8 +1039,9 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
     if (s->state == SESSION_OPEN || (s->state == SESSION_CLOSING && s->client_phase == SIDE_ACTIVE)) {
         session_note_close(s, WS_CLOSE_ABNORMAL, BY_CLIENT,
                            (what & BEV_EVENT_ERROR) ? "client connection reset" : "client closed TCP");
-    } else if (s->state == SESSION_HANDSHAKE) {
-        log_debug("session s=%" PRIu64 " client left during handshake", s->id);
+    } else if (s->state == SESSION_HANDSHAKE || s->state == SESSION_WEB) {
+        log_debug("session s=%" PRIu64 " client left during %s", s->id,
+                  s->state == SESSION_WEB ? "a web response" : "handshake");
     }
     bool relaying = s->backend != NULL && s->backend_phase == SIDE_ACTIVE && s->state != SESSION_CONNECTING;
     if (relaying)
@@ -1381,7 +1495,18 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
             session_free(s);
             return;
         }
+        if (session_web_idle(s)) {
+            log_debug("session s=%" PRIu64 " idle keep-alive connection closed", s->id);
+            session_web_close(s);
+            return;
+        }
         session_reject(s, 408, "request head not received in time");
+        return;
+    case SESSION_WEB:
+        if (now < s->web_progress_ms + s->handshake_timeout_ms)
+            break;
+        log_info("web s=%" PRIu64 " client=%s stopped reading the response: closing", s->id, s->peer);
+        session_free(s);
         return;
     case SESSION_CONNECTING:
         if (now < s->state_since_ms + lim->connect_timeout_ms)
@@ -1513,7 +1638,8 @@ session_probe_cb(evutil_socket_t fd, short what, void *arg)
 
 void
 session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, socklen_t peer_len,
-              unsigned listener_index, const struct listener_limits *limits, struct tls_server *tls)
+              unsigned listener_index, const struct listener_limits *limits, struct tls_server *tls,
+              struct webroot *web)
 {
     struct session *s = calloc(1, sizeof *s);
 
@@ -1527,11 +1653,15 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
     s->listener_index = (uint8_t)listener_index;
     s->max_request_bytes = limits->max_request_bytes;
     s->handshake_timeout_ms = limits->handshake_timeout_ms;
-    s->started_ms = s->state_since_ms = session_now_ms();
+    s->started_ms = s->state_since_ms = s->head_since_ms = session_now_ms();
     s->routes = w->cfg->routes;
     route_table_ref(s->routes);
     s->limits = route_table_defaults(s->routes);
     s->probe_fd = fd;
+    if (web != NULL) {
+        s->web = web;
+        webroot_ref(web);
+    }
     addr_format_sockaddr(peer, peer_len, s->peer, sizeof s->peer);
     event_assign(&s->timer, w->base, -1, 0, session_timer_cb, s);
 
@@ -1578,8 +1708,17 @@ session_drain_all(struct worker *w)
         struct session *next = s->next; /* 's' may be freed below */
         switch (s->state) {
         case SESSION_HANDSHAKE:
+            if (session_web_idle(s)) {
+                session_web_close(s);
+                break;
+            }
+            session_reject(s, 503, "server shutting down");
+            break;
         case SESSION_CONNECTING:
             session_reject(s, 503, "server shutting down");
+            break;
+        case SESSION_WEB:
+            s->web_keep_alive = false; /* this response goes out whole, then the connection ends */
             break;
         case SESSION_OPEN:
             session_close_gracefully(s, WS_CLOSE_GOING_AWAY, "server shutting down");

@@ -1,13 +1,16 @@
 /* fuzz_session.c - the client's byte stream through the whole session state machine:
  * handshake, routing, backend connect, frame relay and close ordering. The client is one
  * end of a socketpair; the backend is a real unix socket in this process that swallows
- * what it gets. Each input must end its session without leaks or sanitizer errors. */
+ * what it gets. The listener has a web root, so requests without an upgrade are answered
+ * from files (keep-alive, pipelining, an upgrade after them). Each input must end its
+ * session without leaks or sanitizer errors. */
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -69,12 +72,29 @@ fuzz_init(void)
     if (evconnlistener_new_bind(base, backend_accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE, 64, (struct sockaddr *)&un,
                                 sizeof un) == NULL)
         abort();
+    /* A web root with a page, a file larger than one queued chunk, and a directory to list. */
+    static char web[] = "/tmp/wsplice-fuzz-web-XXXXXX";
+    char path[sizeof web + 32];
+    if (mkdtemp(web) == NULL)
+        abort();
+    snprintf(path, sizeof path, "%s/sub", web);
+    mkdir(path, 0755);
+    static const char *const files[] = {"index.html", "big.bin", "sub/a.js"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", web, files[i]);
+        FILE *f = fopen(path, "w");
+        if (f == NULL)
+            abort();
+        for (int k = 0; k < (i == 1 ? 40000 : 1); k++)
+            fputs("<p>wsplice fuzz</p>\n", f);
+        fclose(f);
+    }
     snprintf(text, sizeof text,
              "[gateway]\nclose_timeout_s = 0.05\nconnect_timeout_s = 0.5\nping_interval_s = 0\n"
-             "max_frame_bytes = 65536\nmax_message_bytes = 131072\n"
-             "[listener:f]\nbind = 127.0.0.1:1\n"
+             "max_frame_bytes = 65536\nmax_message_bytes = 131072\nhandshake_timeout_s = 0.2\n"
+             "[listener:f]\nbind = 127.0.0.1:1\nweb_root = %s\nweb_listing = yes\n"
              "[route:r]\npath = /*\ntarget = unix:%s\n",
-             un.sun_path);
+             web, un.sun_path);
     cfg = config_load_string(text, "fuzz");
     if (cfg == NULL || cfg->error_count != 0)
         abort();
@@ -96,7 +116,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == -1)
         abort();
     peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    session_start(&worker, sv[0], (struct sockaddr *)&peer, sizeof peer, 0, &cfg->listeners[0].limits, NULL);
+    session_start(&worker, sv[0], (struct sockaddr *)&peer, sizeof peer, 0, &cfg->listeners[0].limits, NULL,
+                  cfg->listeners[0].webroot);
     /* Feed the input while the loop runs, then end the client's side. */
     for (int spins = 0; off < size && spins < 10000; spins++) {
         ssize_t n = write(sv[1], data + off, size - off);
