@@ -64,9 +64,14 @@ test('two chat pages talk through wsplice and ngircd; a 500-message burst arrive
 
         await say(alice, 'hello from alice');
         await waitFor('bob to see alice', async () => (await messagesFrom(bob, 'alice')).includes('hello from alice'));
-        const reply = 'hi alice: ünïcödé, 漢字 and 👋 survive the trip';
+        const reply = 'hi alice! ünïcödé survives the trip';
         await say(bob, reply);
         await waitFor('alice to see bob', async () => (await messagesFrom(alice, 'bob')).includes(reply));
+        await screenshot(alice, dirs.out, 'conversation');
+        // Characters beyond the BMP and CJK (this Chromium may lack the fonts to draw them).
+        const wide = '漢字 and 👋 too';
+        await say(bob, wide);
+        await waitFor('alice to see the wide text', async () => (await messagesFrom(alice, 'bob')).includes(wide));
 
         // A paste of 500 lines is 500 PRIVMSGs sent at once.
         const burst = Array.from({ length: BURST }, (_, i) => `burst ${String(i + 1).padStart(3, '0')} ${'x'.repeat((i % 50) + 1)}`);
