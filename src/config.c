@@ -137,6 +137,13 @@ static const struct option_spec route_options[] = {
      "client certificate (PEM chain) to present to the backend", NULL},
     {"target_tls_key", OPT_FILE, FIELD(struct route_config, target_tls_key), 0, 0, 0, NULL,
      "key for target_tls_cert; unset: the cert file holds it", NULL},
+    {"frame_mode", OPT_CHOICE, FIELD(struct route_config, frame_mode), 0, 0, 0, "binary",
+     "binary: backend bytes as binary messages | text: as text messages of valid UTF-8 | lines: each backend "
+     "line one text message, each client message one line (CRLF added)",
+     "binary|text|lines"},
+    {"text_invalid", OPT_CHOICE, FIELD(struct route_config, text_invalid), 0, 0, 0, "replace",
+     "text and lines modes, backend bytes that are not UTF-8: replace (with U+FFFD) | close (1011)",
+     "replace|close"},
 };
 
 static const struct option_spec route_limit_options[] = {
@@ -160,6 +167,9 @@ static const struct option_spec route_limit_options[] = {
      "high-water mark of each direction's queue: reading stops above it (backpressure)", NULL},
     {"max_sessions", OPT_UINT, FIELD(struct limits, max_sessions), 0, 10000000, OPTF_NOT_IN_GATEWAY, "0",
      "most concurrent sessions on this route; more get 503. 0 = no route limit", NULL},
+    {"max_line_bytes", OPT_BYTES, FIELD(struct limits, max_line_bytes), 1, MIB(16), 0, "64k",
+     "lines mode: longest backend line, its line end not counted; a longer one closes the session with 1009",
+     NULL},
 };
 
 struct option_group {
@@ -949,6 +959,20 @@ config_validate_listener_web(struct config *cfg, struct listener_config *l, cons
         config_error_at(cfg, root_line, label, "web_root", "%s", err);
 }
 
+/* Options of the text modes need a route in one. */
+static void
+config_validate_route_framing(struct config *cfg, const struct route_config *r, const struct option_group *ro,
+                              const struct option_group *rl, const char *label)
+{
+    int line = config_key_line(ro, &r->marks, 0, "text_invalid");
+
+    if (line > 0 && r->frame_mode == ROUTE_FRAME_BINARY)
+        config_error_at(cfg, line, label, "text_invalid", "needs frame_mode = text or lines");
+    line = config_key_line(rl, &r->marks, 1, "max_line_bytes");
+    if (line > 0 && r->frame_mode != ROUTE_FRAME_LINES)
+        config_error_at(cfg, line, label, "max_line_bytes", "needs frame_mode = lines");
+}
+
 static void
 config_validate_route_tls(struct config *cfg, struct route_config *r, const struct option_group *ro,
                           const char *label)
@@ -1054,6 +1078,7 @@ config_validate(struct config *cfg)
         config_check_required(cfg, &ro, r->marks.set[0], r->head.line, "route", r->head.name);
         config_inherit(&rl, r->marks.set[1], &r->limits, &cfg->route_defaults);
         config_validate_route_tls(cfg, r, &ro, label);
+        config_validate_route_framing(cfg, r, &ro, &rl, label);
         for (size_t k = 0; k < r->listeners.count; k++)
             if (config_listener_index(cfg, r->listeners.items[k]) < 0)
                 config_error_at(cfg, r->marks.line[0][ROUTE_OPT_LISTENER], label, "listener",
@@ -1103,6 +1128,8 @@ config_build_routes(struct config *cfg)
         r.cert_names = rc->client_cert_names.items;
         r.cert_name_count = rc->client_cert_names.count;
         r.target_tls = rc->target_tls_client;
+        r.frame_mode = (enum route_frame_mode)rc->frame_mode;
+        r.text_invalid = (enum route_text_invalid)rc->text_invalid;
         int rv = route_table_add(cfg->routes, &r);
         free(path);
         if (rv == -1)

@@ -93,6 +93,8 @@ struct route_config {
     bool target_tls_verify;
     char *target_tls_cert, *target_tls_key; /* client certificate for the backend */
     struct tls_client *target_tls_client;   /* built when target_tls; moves to the route table */
+    uint32_t frame_mode;                    /* enum route_frame_mode */
+    uint32_t text_invalid;                  /* enum route_text_invalid */
     struct option_marks marks;
 };
 

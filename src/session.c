@@ -108,6 +108,9 @@ struct session {
     struct ws_message msg;
     uint8_t utf8_state;
     struct base64_decoder b64;
+    enum route_frame_mode frame_mode; /* the route's, once routed */
+    uint8_t msg_last_byte;            /* lines mode: the client message's last byte so far */
+    size_t line_scanned;              /* lines mode: backend input already searched for '\n' */
 
     uint32_t max_request_bytes, handshake_timeout_ms;
     uint64_t started_ms, state_since_ms, last_data_ms, last_client_ms, ping_sent_ms;
@@ -654,6 +657,8 @@ session_client_payload(struct session *s, struct evbuffer *in, size_t n)
             session_fail(s, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
             return -1;
         }
+        if (s->frame_mode == ROUTE_FRAME_LINES && len > 0)
+            s->msg_last_byte = p[len - 1];
         done += len;
     }
     if (s->proto == HTTP_SUBPROTOCOL_BASE64) {
@@ -683,6 +688,13 @@ session_client_frame_end(struct session *s)
     } else if (s->msg.opcode == WS_OP_TEXT && s->utf8_state != UTF8_STATE_INIT) {
         session_fail(s, WS_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
         return -1;
+    }
+    if (s->frame_mode == ROUTE_FRAME_LINES && s->backend != NULL && s->backend_phase == SIDE_ACTIVE &&
+        s->msg_last_byte != '\n') {
+        /* Each message is one line: end it with CRLF, or complete a CR it ends with. */
+        const char *end = s->msg_last_byte == '\r' ? "\n" : "\r\n";
+        evbuffer_add(bufferevent_get_output(s->backend), end, strlen(end));
+        s->bytes_up += strlen(end);
     }
     ws_message_end(&s->msg);
     return 0;
@@ -738,6 +750,7 @@ session_client_frames(struct session *s)
         if (h.opcode != WS_OP_CONT) {
             s->utf8_state = UTF8_STATE_INIT;
             base64_decoder_init(&s->b64);
+            s->msg_last_byte = 0;
         }
         evbuffer_drain(in, h.header_len);
         s->in_frame = true;
@@ -784,9 +797,152 @@ session_backend_base64(struct evbuffer *in, struct evbuffer *out, size_t n)
     return evbuffer_commit_space(out, &space, 1);
 }
 
-/* Everything the backend sent so far becomes one message to the client. */
+/* Where the first 'n' bytes of 'in' (valid so far) end inside a code point: how many
+ * bytes of it they hold. */
+static size_t
+session_utf8_tail(struct evbuffer *in, size_t n)
+{
+    uint8_t last[3];
+    size_t k = n < sizeof last ? n : sizeof last;
+    struct evbuffer_ptr pos;
+
+    evbuffer_ptr_set(in, &pos, n - k, EVBUFFER_PTR_SET);
+    evbuffer_copyout_from(in, &pos, last, k);
+    for (size_t i = k; i-- > 0;)
+        if ((last[i] & 0xc0) == 0xc0) /* the lead byte */
+            return k - i;
+    return 0;
+}
+
+/* Check the first 'n' bytes of 'in' as UTF-8 where they lie, or pulled into one piece
+ * when they are spread over many chains. */
+static enum utf8_result
+session_utf8_check(struct evbuffer *in, size_t n)
+{
+    struct evbuffer_iovec vec[SESSION_PEEK_EXTENTS];
+    uint8_t st = UTF8_STATE_INIT;
+    enum utf8_result r = UTF8_OK;
+    int cnt = evbuffer_peek(in, (ev_ssize_t)n, NULL, vec, SESSION_PEEK_EXTENTS);
+    size_t seen = 0;
+
+    if (cnt > SESSION_PEEK_EXTENTS) {
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
+        return p != NULL ? utf8_validate(&st, p, n) : UTF8_INVALID;
+    }
+    for (int i = 0; i < cnt && seen < n && r != UTF8_INVALID; i++) {
+        size_t len = vec[i].iov_len < n - seen ? vec[i].iov_len : n - seen;
+        r = utf8_validate(&st, vec[i].iov_base, len);
+        seen += len;
+    }
+    return r;
+}
+
+/* Move the first 'n' bytes of 'in' (valid UTF-8) to 'out' as one text message. */
 static void
-session_backend_data(struct session *s)
+session_text_message(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    uint8_t hdr[WS_MAX_SERVER_HEADER_LEN];
+
+    evbuffer_add(out, hdr, ws_frame_encode_header(hdr, true, WS_OP_TEXT, n));
+    evbuffer_remove_buffer(in, out, n);
+}
+
+/* Text and lines modes: the first 'n' bytes of 'in' become one text message of valid
+ * UTF-8 (in text mode an empty one is not sent). A code point that 'n' cuts short stays in
+ * 'in' for the next read, unless 'final'. Bytes that are not UTF-8 are replaced with
+ * U+FFFD, or fail the session with 1011 (after the valid text before them, in text mode),
+ * as the route says. Returns the bytes taken from 'in', or -1 if the session failed. */
+static long
+session_send_text(struct session *s, struct evbuffer *in, struct evbuffer *out, size_t n, bool final)
+{
+    enum utf8_result r = session_utf8_check(in, n);
+    struct evbuffer_iovec space;
+    size_t bad, used;
+
+    if (r == UTF8_OK || (r == UTF8_INCOMPLETE && !final)) {
+        size_t take = r == UTF8_OK ? n : n - session_utf8_tail(in, n);
+        if (take > 0 || s->frame_mode == ROUTE_FRAME_LINES)
+            session_text_message(in, out, take);
+        return (long)take;
+    }
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
+    if (p == NULL) {
+        session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return -1;
+    }
+    if (s->route->text_invalid == ROUTE_TEXT_CLOSE) {
+        size_t valid = utf8_valid_prefix(p, n, &bad);
+        if (valid > 0 && s->frame_mode == ROUTE_FRAME_TEXT) {
+            session_text_message(in, out, valid);
+            s->bytes_down += valid;
+        }
+        session_fail(s, WS_CLOSE_INTERNAL_ERROR, "backend sent invalid UTF-8");
+        return -1;
+    }
+    size_t len = utf8_repair(p, n, final, NULL, &used);
+    if (evbuffer_reserve_space(out, (ev_ssize_t)(len + WS_MAX_SERVER_HEADER_LEN), &space, 1) != 1) {
+        session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return -1;
+    }
+    size_t o = ws_frame_encode_header(space.iov_base, true, WS_OP_TEXT, len);
+    utf8_repair(p, n, final, (uint8_t *)space.iov_base + o, &used);
+    space.iov_len = o + len;
+    evbuffer_commit_space(out, &space, 1);
+    evbuffer_drain(in, used);
+    return (long)used;
+}
+
+/* Lines mode: each complete line in 'in' (up to '\n'; a '\r' before it is dropped) becomes
+ * one text message, and so does what is left when the stream ends ('final'). A line over
+ * max_line_bytes fails the session with 1009. */
+static void
+session_backend_lines(struct session *s, struct evbuffer *in, struct evbuffer *out, bool final)
+{
+    size_t max = s->limits->max_line_bytes;
+
+    for (;;) {
+        size_t avail = evbuffer_get_length(in), line, end;
+        struct evbuffer_ptr from, eol;
+        uint8_t cr = 0;
+
+        if (avail == 0)
+            return;
+        /* Search only what came since the last look: a long line arriving in small reads
+         * is scanned once. */
+        evbuffer_ptr_set(in, &from, s->line_scanned, EVBUFFER_PTR_SET);
+        eol = evbuffer_search(in, "\n", 1, &from);
+        if (eol.pos == -1) {
+            s->line_scanned = avail;
+            if (avail > max + 1) /* + 1: room for the '\r' of a CRLF still to come */
+                break;
+            if (!final)
+                return;
+            line = end = avail;
+        } else {
+            line = (size_t)eol.pos;
+            end = line + 1;
+        }
+        s->line_scanned = 0;
+        if (line > 0) {
+            evbuffer_ptr_set(in, &from, line - 1, EVBUFFER_PTR_SET);
+            evbuffer_copyout_from(in, &from, &cr, 1);
+            line -= cr == '\r';
+        }
+        if (line > max)
+            break;
+        if (session_send_text(s, in, out, line, true) < 0)
+            return;
+        evbuffer_drain(in, end - line);
+        s->bytes_down += end;
+    }
+    session_fail(s, WS_CLOSE_TOO_BIG, "backend line longer than max_line_bytes");
+}
+
+/* What the backend sent so far becomes messages to the client: one binary message (or one
+ * base64 text message), or in the text modes as the route says. 'final': the backend's
+ * stream has ended, so nothing held back can be completed any more. */
+static void
+session_backend_relay(struct session *s, bool final)
 {
     struct evbuffer *in = bufferevent_get_input(s->backend);
     size_t n = evbuffer_get_length(in);
@@ -799,6 +955,16 @@ session_backend_data(struct session *s)
         return;
     }
     struct evbuffer *out = bufferevent_get_output(s->client);
+    if (s->frame_mode != ROUTE_FRAME_BINARY) {
+        if (s->frame_mode == ROUTE_FRAME_LINES) {
+            session_backend_lines(s, in, out, final);
+        } else {
+            long took = session_send_text(s, in, out, n, final);
+            s->bytes_down += took > 0 ? (uint64_t)took : 0;
+        }
+        s->last_data_ms = session_now_ms();
+        return;
+    }
     if (s->proto == HTTP_SUBPROTOCOL_BASE64) {
         if (session_backend_base64(in, out, n) == -1) {
             evbuffer_drain(in, n);
@@ -811,6 +977,12 @@ session_backend_data(struct session *s)
     }
     s->bytes_down += n;
     s->last_data_ms = session_now_ms();
+}
+
+static void
+session_backend_data(struct session *s)
+{
+    session_backend_relay(s, false);
 }
 
 /* ---- callbacks ---- */
@@ -961,7 +1133,11 @@ session_request(struct session *s)
         session_reject(s, 500, "cannot compute the accept key");
         return false;
     }
-    s->proto = http_upgrade_choose_subprotocol(&req);
+    /* binary and base64 are websockify's framings of raw bytes; a route in a text mode has
+     * its own, so it never agrees to them (the client may still go on without one). */
+    s->frame_mode = s->route->frame_mode;
+    s->proto =
+        s->frame_mode == ROUTE_FRAME_BINARY ? http_upgrade_choose_subprotocol(&req) : HTTP_SUBPROTOCOL_NONE;
     evbuffer_drain(in, req.head_len);
     /* Frames the client sends early wait in the input buffer until the 101 is out. */
     session_set_read(s->client, s->client_rd, false);
@@ -1337,9 +1513,12 @@ session_backend_event_cb(struct bufferevent *bev, short what, void *arg)
     /* The backend ended while relaying: every byte it sent goes out before the close. */
     if (what & BEV_EVENT_WRITING)
         session_read_remaining(bev, s->backend_rd, s, session_backend_data);
-    session_backend_data(s);
+    if (what & BEV_EVENT_EOF)
+        s->backend_eof = true; /* before the last data: if it fails the session, no EOF is awaited */
+    session_backend_relay(s, true);
+    if (s->backend_phase != SIDE_ACTIVE)
+        return; /* the last bytes failed the session (text modes): it is closing already */
     if (what & BEV_EVENT_EOF) {
-        s->backend_eof = true;
         session_note_close(s, WS_CLOSE_NORMAL, BY_BACKEND, "backend closed");
         session_send_close(s, WS_CLOSE_NORMAL, "backend closed");
         session_enter_closing(s);

@@ -55,14 +55,16 @@ backend_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockadd
     struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     bufferevent_setcb(bev, backend_read_cb, NULL, backend_event_cb, NULL);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
-    /* Some bytes the other way, so backend-to-client framing runs too. */
-    bufferevent_write(bev, "RFB 003.008\n", 12);
+    /* Some bytes the other way, so backend-to-client framing runs too: whole and broken
+     * lines, and UTF-8 that is cut short, then invalid. */
+    bufferevent_write(bev, "RFB 003.008\n:irc PRIVMSG #c :caf\xc3\xa9\r\npartial \xe2\x82", 41);
+    bufferevent_write(bev, "\xac \xff\r\n", 6);
 }
 
 static void
 fuzz_init(void)
 {
-    static char text[512];
+    static char text[1024];
     struct sockaddr_un un = {.sun_family = AF_UNIX};
 
     log_level_current = getenv("FUZZ_LOG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR;
@@ -93,8 +95,10 @@ fuzz_init(void)
              "[gateway]\nclose_timeout_s = 0.05\nconnect_timeout_s = 0.5\nping_interval_s = 0\n"
              "max_frame_bytes = 65536\nmax_message_bytes = 131072\nhandshake_timeout_s = 0.2\n"
              "[listener:f]\nbind = 127.0.0.1:1\nweb_root = %s\nweb_listing = yes\n"
-             "[route:r]\npath = /*\ntarget = unix:%s\n",
-             web, un.sun_path);
+             "[route:r]\npath = /*\ntarget = unix:%s\n"
+             "[route:lines]\npath = /lines\ntarget = unix:%s\nframe_mode = lines\nmax_line_bytes = 64\n"
+             "[route:text]\npath = /text\ntarget = unix:%s\nframe_mode = text\ntext_invalid = close\n",
+             web, un.sun_path, un.sun_path, un.sun_path);
     cfg = config_load_string(text, "fuzz");
     if (cfg == NULL || cfg->error_count != 0)
         abort();
