@@ -24,7 +24,7 @@ accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 command -v ngircd >/dev/null || die "ngircd is not installed (make demo installs it)"
 accepts "$irc_port" && die "port $irc_port is taken: stop what listens there or change Ports in $ngircd_conf"
 accepts "$web_port" && die "port $web_port is taken: stop what listens there or change bind in $ini"
-"$bin" -t -c "$ini" >/dev/null || die "$ini does not load (see above)"
+check=$("$bin" -t -c "$ini" 2>&1) || die "$ini does not load:"$'\n'"$check"
 
 mkdir -p build/demo
 pids=()
