@@ -110,8 +110,10 @@ test('the chat page reconnects with backoff after the gateway restarts', { timeo
     try {
         // SIGTERM drains: every session gets close 1001 (going away).
         await stopWsplice(gw);
-        await page.waitForSelector('body[data-state="waiting"]');
-        assert.match(await page.textContent('#status'), /1001.*reconnecting in \d+ s/);
+        await page.waitForSelector('#log li.notice >> text=Disconnected (1001');
+        // The page counts down to its next try (which fails until a gateway is back).
+        await page.waitForFunction(() => document.body.dataset.state === 'waiting' &&
+            /reconnecting in \d+ s/.test(document.getElementById('status').textContent));
         await screenshot(page, dirs.out, 'waiting');
         // A new gateway on the same port: the page comes back by itself, as the same user.
         const gw2 = await startWsplice(t, demoIni(irc.port, `127.0.0.1:${port}`), { ...dirs, name: 'wsplice-2' });
