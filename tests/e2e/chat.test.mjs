@@ -131,3 +131,22 @@ test('the chat page reconnects with backoff after the gateway restarts', { timeo
         throw err;
     }
 });
+
+test('a second visitor with a taken nickname joins as nickname_', { timeout: 180000 }, async (t) => {
+    const { dirs, gw, port, browser } = await startChat(t, 'chat-nick-taken');
+    const first = await join(browser, port, 'erin');
+    const second = await join(browser, port, 'erin');
+    try {
+        assert.match(await second.textContent('#status'), /^erin_ in #wsplice$/);
+        await first.waitForSelector('#log li.join[data-nick="erin_"]');
+        await say(second, 'same name, different person');
+        await waitFor('erin to hear erin_', async () =>
+            (await messagesFrom(first, 'erin_')).includes('same name, different person'));
+        await screenshot(second, dirs.out, 'second');
+    } catch (err) {
+        await screenshot(second, dirs.out, 'failure');
+        throw err;
+    }
+    assert.deepEqual(browser.problems, []);
+    await stopWsplice(gw);
+});

@@ -222,7 +222,8 @@ function handle(msg) {
         break;
     case '433': // ERR_NICKNAMEINUSE: try another before registration, report after
         if (!chat.registered) {
-            chat.nick = chat.nick.length < 15 ? chat.nick + '_' : chat.nick.slice(0, 12) + Math.floor(Math.random() * 1000);
+            chat.nick =
+                chat.nick.length < 15 ? chat.nick + '_' : chat.nick.slice(0, 12) + Math.floor(Math.random() * 1000);
             send('NICK', chat.nick);
         } else {
             notice(`Nickname ${p[1] || ''} is taken.`);
@@ -288,7 +289,10 @@ function handle(msg) {
         break;
     case '353': // RPL_NAMREPLY: "= #chan :@op +voice plain"
         if (!isChannel(p[2] || '')) break;
-        for (const name of last.split(' ').filter(Boolean)) chat.users.set(foldNick(name.replace(/^[~&@%+]+/, '')), name.replace(/^[~&@%+]+/, ''));
+        for (const entry of last.split(' ').filter(Boolean)) {
+            const name = entry.replace(/^[~&@%+]+/, ''); // without channel status marks
+            chat.users.set(foldNick(name), name);
+        }
         renderUsers();
         break;
     case 'ERROR':
