@@ -554,6 +554,11 @@ def test_each_head_on_a_kept_connection_bounded(gw_factory, root):
         r = c.request("/style.css", headers={"X-Pad": "c" * 2000})
         assert r.status == 431
         assert c.wait_closed()
+    with HTTPConn(gw.port) as c:  # after a HEAD, an error reply still has its body
+        assert c.request("/app.js", "HEAD").status == 200
+        c.sock.sendall(b"GET /\x01 HTTP/1.1\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 400 and r.body == b"malformed request line\n"
 
 
 def test_upgrade_after_get_on_same_connection(gw_factory, root, echo):
