@@ -1081,6 +1081,7 @@ session_request(struct session *s)
 
     if (pr == HTTP_PARSE_NEED_MORE)
         return false;
+    s->is_head = false; /* until this head says otherwise; a kept connection's last may have been */
     if (pr == HTTP_PARSE_TOO_BIG) {
         session_reject(s, 431, http_parse_result_str(pr));
         return false;
