@@ -66,6 +66,31 @@ export function portAccepts(port) {
     });
 }
 
+const cleanups = new WeakMap();
+
+// Run 'fn' when test 't' ends, before whatever was registered earlier (node:test runs its
+// own after hooks first-in, first-out; a browser must close before its profile directory
+// goes). Every step runs even when one fails; the first failure is reported.
+export function onCleanup(t, fn) {
+    let stack = cleanups.get(t);
+    if (!stack) {
+        stack = [];
+        cleanups.set(t, stack);
+        t.after(async () => {
+            let first = null;
+            while (stack.length > 0) {
+                try {
+                    await stack.pop()();
+                } catch (err) {
+                    first = first || err;
+                }
+            }
+            if (first) throw first;
+        });
+    }
+    stack.push(fn);
+}
+
 // A test's output folder (screenshots, logs), emptied first, and a scratch directory
 // removed when the test ends.
 export function testDirs(t, name) {
@@ -73,7 +98,7 @@ export function testDirs(t, name) {
     fs.rmSync(out, { recursive: true, force: true });
     fs.mkdirSync(out, { recursive: true });
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `wsplice-e2e-${name}-`));
-    t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+    onCleanup(t, () => fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 5 }));
     return { out, tmp };
 }
 
@@ -95,7 +120,7 @@ export class Service {
         });
         this.exitStatus = null;
         this.exited.then((s) => (this.exitStatus = s));
-        t.after(() => this.stop());
+        onCleanup(t, () => this.stop());
     }
 
     log() {
@@ -234,7 +259,7 @@ export async function launchBrowser(t, { tmp, home } = {}) {
     context.problems = [];
     context.on('page', (page) => watchPage(context, page));
     for (const page of context.pages()) watchPage(context, page);
-    t.after(() => context.close());
+    onCleanup(t, () => context.close());
     return context;
 }
 

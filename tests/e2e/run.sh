@@ -21,7 +21,7 @@ trap 'rm -f "$tap"' EXIT
 for f in *.test.mjs; do
     echo "== e2e $f"
     # A hung browser or service must not hang the suite: each test also has its own timeout.
-    timeout --kill-after=10 600 node --test --test-reporter=spec --test-reporter-destination=stdout \
+    timeout --kill-after=10 300 node --test --test-reporter=spec --test-reporter-destination=stdout \
         --test-reporter=tap --test-reporter-destination="$tap" "$f"
     rc=$?
     p=$(grep -E '^# pass [0-9]+$' "$tap" | tail -n 1 | grep -oE '[0-9]+')
