@@ -33,11 +33,12 @@ OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 BIN  := $(BUILD)/wsplice
 
 # Each unit test links its module, what that needs, and nothing else.
-UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls
+UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls resolver
 UNIT_DEPS_ws_frame     := utf8
 UNIT_DEPS_http_upgrade := base64
 UNIT_DEPS_route        := addr
 UNIT_DEPS_tls          := log addr
+UNIT_DEPS_resolver     := log
 UNIT_TESTS := $(UNIT_MODULES:%=$(BUILD)/unit/test_%)
 
 .PHONY: all clean bench soak testssl test test-now unit integration check lint format fuzz install uninstall help run deps conf-check
@@ -74,7 +75,7 @@ conf-check: $(BIN)
 # unit, then integration, then the example config; the last line is the summary.
 # Missing packages are installed first; a sub-make then sees their pkg-config flags.
 test:
-	$(Q).ci/install-deps --missing
+	$(Q).ci/install-deps --missing test
 	$(Q)$(MAKE) --no-print-directory test-now
 
 test-now: $(BIN) $(UNIT_TESTS)
@@ -83,6 +84,7 @@ test-now: $(BIN) $(UNIT_TESTS)
 # ASan keeps freed memory in a 256 MB quarantine by default, which would swamp the tests'
 # memory bounds; 16 MB still catches use-after-free of recent frees.
 check:
+	$(Q).ci/install-deps --missing check
 	$(Q)ASAN_OPTIONS=quarantine_size_mb=16:detect_leaks=1 $(MAKE) --no-print-directory BUILD=build/san \
 		SANITIZE=address,undefined WERROR=1 CFLAGS="-O1 -g" test
 	$(Q)$(MAKE) --no-print-directory lint
@@ -118,7 +120,7 @@ fuzz: $(FUZZ_BINS)
 	$(Q)tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 run:
-	$(Q).ci/install-deps --missing
+	$(Q).ci/install-deps --missing build
 	$(Q)$(MAKE) --no-print-directory $(BIN)
 	$(BIN) -c conf/wsplice.ini
 
@@ -177,11 +179,13 @@ help:
 # (cached in /var/cache/wsplice-docker), builds, and runs tests/docker/docker_test.py.
 .PHONY: docker-image docker-test
 docker-image:
+	$(Q).ci/install-deps --missing docker
 	$(Q)tests/docker/setup-podman.sh
 	$(Q)tests/docker/base-image.sh
 	$(Q)podman build --pull=never --format docker -f docker/Dockerfile -t wsplice .
 	$(Q)podman images --filter reference=wsplice
 
 docker-test:
+	$(Q).ci/install-deps --missing docker
 	$(Q)mkdir -p $(BUILD)
 	$(Q)PYTHON=$(PYTHON) tests/docker/run.sh

@@ -62,8 +62,15 @@ static const struct option_spec gateway_options[] = {
      "most concurrent connections in all; more get 503. 0 = as many as the descriptor limit allows", NULL},
     {"drain_timeout_s", OPT_SECONDS, FIELD(struct config, drain_timeout_ms), 0, MS(3600), 0, "5",
      "on SIGTERM/SIGINT: how long sessions get to close after close 1001 before the process exits", NULL},
-    {"resolv_conf", OPT_FILE, FIELD(struct config, resolv_conf), 0, 0, 0, "/etc/resolv.conf",
-     "name servers for backend host names, read when the first name is resolved (/etc/hosts is read too)",
+    {"resolver", OPT_CHOICE, FIELD(struct config, resolver), 0, 0, 0, "system",
+     "how backend host names are resolved: system = getaddrinfo on helper threads (/etc/hosts, nsswitch, "
+     "name servers in order, as every program here); evdns = libevent's resolver, no threads, rotates over "
+     "the "
+     "name servers of resolv_conf",
+     "system|evdns"},
+    {"resolv_conf", OPT_FILE, FIELD(struct config, resolv_conf), 0, 0, 0, NULL,
+     "resolver = evdns only: its name servers (unset: /etc/resolv.conf), read when the first name is "
+     "resolved; /etc/hosts is read too",
      NULL},
 };
 
@@ -995,6 +1002,14 @@ config_validate(struct config *cfg)
         config_error_at(cfg, 0, NULL, NULL, "no [route:NAME] section: nothing to proxy to");
     if (cfg->listener_count > ROUTE_MAX_LISTENERS)
         config_error_at(cfg, 0, NULL, NULL, "more than %d listeners", ROUTE_MAX_LISTENERS);
+    if (cfg->resolver == RESOLVER_SYSTEM) {
+        static const struct option_group gw = GROUP(gateway_options);
+        int line = config_key_line(&gw, &cfg->marks, 0, "resolv_conf");
+        if (line > 0)
+            config_error_at(
+                cfg, line, "gateway", "resolv_conf",
+                "applies only with resolver = evdns (the system resolver reads /etc/resolv.conf)");
+    }
 
     for (size_t i = 0; i < cfg->listener_count; i++) {
         struct listener_config *l = &cfg->listeners[i];

@@ -11,6 +11,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "resolver.h"
 #include "route.h"
 
 /* Handshake limits: per listener, [gateway] gives the defaults. */
@@ -102,7 +103,8 @@ struct config {
     enum log_level log_level;
     uint32_t max_sessions; /* 0: derived from the descriptor limit */
     uint32_t drain_timeout_ms;
-    char *resolv_conf; /* name servers for backend names */
+    enum resolver_kind resolver;
+    char *resolv_conf; /* resolver = evdns: its name servers */
     struct listener_limits listener_defaults;
     struct limits route_defaults;
     struct option_marks marks;

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "addr.h"
@@ -20,6 +19,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "resolver.h"
 #include "session.h"
 #include "worker.h"
 
@@ -566,9 +566,12 @@ main(int argc, char **argv)
     }
 
     session_free_all(&app.worker);
-    /* bufferevent_free() leaves the final release to a deferred finalizer; the loop
-     * stopped right after the last session ended, so let it run those once more. */
-    event_base_loop(app.base, EVLOOP_NONBLOCK);
+    /* bufferevent_free() leaves the final release to a deferred finalizer, and libevent's
+     * resolver answers cancelled lookups from the loop; the loop stopped right after the
+     * last session ended, so let it run those (a few passes: one answer wakes the next). */
+    bool is_resolver_busy = resolver_free(app.worker.resolver) != 0; /* pending lookups are dropped */
+    for (int pass = 0; pass < (is_resolver_busy ? 4 : 1); pass++)
+        event_base_loop(app.base, EVLOOP_NONBLOCK);
     for (size_t i = 0; i < app.listener_count; i++)
         listener_free(app.listeners[i]);
     free(app.listeners);
@@ -577,8 +580,6 @@ main(int argc, char **argv)
             event_free(sigs[i]);
     if (app.drain_timer != NULL)
         event_free(app.drain_timer);
-    if (app.worker.dns != NULL)
-        evdns_base_free(app.worker.dns, 1); /* pending lookups call back and free */
     event_base_free(app.base);
     config_free(app.cfg);
     libevent_global_shutdown();

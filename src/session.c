@@ -18,7 +18,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
@@ -28,6 +27,7 @@
 #include "http_upgrade.h"
 #include "log.h"
 #include "metrics.h"
+#include "resolver.h"
 #include "route.h"
 #include "tls.h"
 #include "utf8.h"
@@ -59,13 +59,6 @@ enum close_by {
     BY_CLIENT,
     BY_BACKEND,
     BY_GATEWAY,
-};
-
-/* Hands the result of an asynchronous name lookup back to a session that may have been
- * freed meanwhile: the session clears 'session' instead of cancelling under our feet. */
-struct dns_ticket {
-    struct session *session;
-    struct evdns_getaddrinfo_request *req; /* NULL if it was answered at once */
 };
 
 struct session {
@@ -120,22 +113,19 @@ struct session {
     struct event *client_rd, *backend_rd;
 
     struct evutil_addrinfo *addrs, *next_addr; /* owned: resolved backend addresses */
-    struct dns_ticket *dns;                    /* owned by the pending lookup */
+    struct resolver_query *dns;                /* pending backend name lookup, or NULL */
 
     char accept[HTTP_ACCEPT_LEN + 1];
     char peer[SESSION_PEER_MAX];
 };
 
-/* Stop caring about a pending lookup: the callback still runs (with a cancel result) and
- * frees the ticket. */
+/* Stop caring about a pending lookup: its callback will not run. */
 static void
 session_dns_abandon(struct session *s)
 {
     if (s->dns == NULL)
         return;
-    s->dns->session = NULL;
-    if (s->dns->req != NULL)
-        evdns_getaddrinfo_cancel(s->dns->req);
+    resolver_cancel(s->dns);
     s->dns = NULL;
 }
 
@@ -1244,22 +1234,17 @@ session_backend_event_cb(struct bufferevent *bev, short what, void *arg)
 static void
 session_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
-    struct dns_ticket *ticket = arg;
-    struct session *s = ticket->session;
+    struct session *s = arg;
 
-    free(ticket);
-    if (s == NULL) {
-        if (res != NULL)
-            evutil_freeaddrinfo(res);
-        return;
-    }
     s->dns = NULL;
-    if (result != 0) {
+    if (result != 0 || res == NULL) {
         char target[ADDR_STR_MAX];
         METRICS_ADD(backend_connect_failures, 1);
         log_warn("session s=%" PRIu64 " backend name lookup failed route=%s target=%s reason=\"%s\"", s->id,
                  s->route->name, addr_format(&s->route->target, target, sizeof target),
-                 evutil_gai_strerror(result));
+                 result != 0 ? evutil_gai_strerror(result) : "no addresses");
+        if (res != NULL)
+            evutil_freeaddrinfo(res);
         session_reject(s, 502, "backend name did not resolve");
         return;
     }
@@ -1271,37 +1256,19 @@ static int
 session_resolve(struct session *s)
 {
     struct worker *w = s->worker;
-    struct evutil_addrinfo hints = {0};
-    char port[8];
-    struct dns_ticket *ticket;
+    const struct config *cfg = w->cfg;
 
-    if (w->dns == NULL) {
-        w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-        if (w->dns == NULL) {
-            log_error("cannot start the DNS resolver");
-            return -1;
-        }
-        int rv = evdns_base_resolv_conf_parse(w->dns, DNS_OPTIONS_ALL, w->cfg->resolv_conf);
-        if (rv != 0)
-            log_warn("resolver: cannot use %s (error %d); trying name servers on 127.0.0.1",
-                     w->cfg->resolv_conf, rv);
+    if (w->resolver != NULL && !resolver_matches(w->resolver, cfg->resolver, cfg->resolv_conf)) {
+        resolver_retire(w->resolver); /* a reload changed it; lookups in flight finish there */
+        w->resolver = NULL;
     }
-    ticket = calloc(1, sizeof *ticket);
-    if (ticket == NULL)
-        return -1;
-    ticket->session = s;
-    s->dns = ticket;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
-    snprintf(port, sizeof port, "%u", s->route->target.port);
-    /* The callback may run before this returns (hosts file hits); the ticket covers both. */
-    struct evdns_getaddrinfo_request *req =
-        evdns_getaddrinfo(w->dns, s->route->target.host, port, &hints, session_dns_cb, ticket);
-    if (s->dns == ticket) /* still pending: the callback has not run */
-        ticket->req = req;
-    return 0;
+    if (w->resolver == NULL) {
+        w->resolver = resolver_new(w->base, cfg->resolver, cfg->resolv_conf);
+        if (w->resolver == NULL)
+            return -1;
+    }
+    s->dns = resolver_lookup(w->resolver, s->route->target.host, s->route->target.port, session_dns_cb, s);
+    return s->dns == NULL ? -1 : 0;
 }
 
 /* Start connecting to one address. Returns -1 if that failed at once. */

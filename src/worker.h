@@ -9,15 +9,15 @@
 #include <stdint.h>
 
 struct event_base;
-struct evdns_base;
+struct resolver;
 struct config;
 struct session;
 
 struct worker {
-    struct event_base *base;  /* borrowed from main */
-    struct evdns_base *dns;   /* owned; created on the first backend name to resolve */
-    const struct config *cfg; /* borrowed: the config new sessions start with */
-    struct session *sessions; /* owned: every live session, linked through session->next */
+    struct event_base *base;   /* borrowed from main */
+    struct resolver *resolver; /* owned; created on the first backend name to resolve */
+    const struct config *cfg;  /* borrowed: the config new sessions start with */
+    struct session *sessions;  /* owned: every live session, linked through session->next */
     size_t session_count;
     size_t max_sessions; /* the effective global limit: more get 503 */
     size_t accept_limit; /* connections (sessions and 503s in flight) at which to stop accepting */

@@ -37,7 +37,7 @@ class Gateway:
     Listener addresses use port 0; the bound ports are read back from the log.
     """
 
-    def __init__(self, config=None, args=None, env=None, wait=True, rlimit_nofile=None):
+    def __init__(self, config=None, args=None, env=None, wait=True, rlimit_nofile=None, prefix=None):
         self.dir = tempfile.mkdtemp(prefix="wsplice-test-")
         self.log_path = os.path.join(self.dir, "gateway.log")
         self.config_path = None
@@ -50,6 +50,8 @@ class Gateway:
             argv = [WSPLICE_BIN] + list(args or [])
         if GATEWAY_WRAPPER:
             argv = shlex.split(GATEWAY_WRAPPER) + argv
+        if prefix:  # a command that sets the stage and then execs the rest (same process)
+            argv = list(prefix) + argv
         preexec = None
         if rlimit_nofile is not None:
             import resource
