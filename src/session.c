@@ -12,6 +12,8 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -961,6 +963,35 @@ session_backend_write_cb(struct bufferevent *bev, void *arg)
  * straight into the bufferevent's input buffer; writes, write callbacks and error events
  * stay with the bufferevent, and TLS sides keep its reads (they have no such cap).
  * Returns the bytes read, 0 at EOF, -1 on an error, -2 when nothing was ready. */
+/* session_read_socket() when the kernel reports nothing queued: one small read on the
+ * stack, so an EOF or an error costs no buffer memory. Same returns. */
+static ssize_t
+session_read_socket_small(struct bufferevent *bev, evutil_socket_t fd)
+{
+    char small[512];
+    ssize_t r;
+
+    do
+        r = read(fd, small, sizeof small);
+    while (r == -1 && errno == EINTR);
+    if (r > 0) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        int err = 0;
+        evbuffer_unfreeze(in, 0);
+        if (evbuffer_add(in, small, (size_t)r) == -1)
+            err = ENOMEM;
+        evbuffer_freeze(in, 0);
+        if (err != 0) {
+            errno = err;
+            return -1;
+        }
+        return r;
+    }
+    if (r == 0)
+        return 0;
+    return (errno == EAGAIN || errno == EWOULDBLOCK) ? -2 : -1;
+}
+
 static ssize_t
 session_read_socket(struct bufferevent *bev, evutil_socket_t fd, size_t max)
 {
@@ -970,6 +1001,15 @@ session_read_socket(struct bufferevent *bev, evutil_socket_t fd, size_t max)
     ssize_t r = -1;
     int err = ENOMEM;
 
+    /* Reserve only what the kernel holds: a reservation becomes a buffer chain, and a
+     * 256 KiB chain kept for a 10-byte message (or for an EOF) would cost megabytes
+     * when thousands of sessions wake at once, as on a broadcast or a drain. */
+    int queued = 0;
+    if (ioctl(fd, FIONREAD, &queued) == 0 && queued >= 0 && (size_t)queued < max) {
+        if (queued == 0) /* EOF, an error, or data racing in: no chain for that */
+            return session_read_socket_small(bev, fd);
+        max = (size_t)queued;
+    }
     /* A bufferevent freezes the end of its input so that only it adds there; do what its
      * own read does: unfreeze, read, freeze again. */
     evbuffer_unfreeze(in, 0);

@@ -148,12 +148,14 @@ class Gateway:
         # Under a wrapper (valgrind) the wrapper is the gateway process itself.
         return self.proc.pid
 
-    def rss_kb(self):
+    def rss_kb(self, field="VmRSS"):
+        """A memory figure from /proc/PID/status in KiB: VmRSS (resident), VmHWM (its peak),
+        VmPeak (the peak address space)."""
         with open("/proc/%d/status" % self._pid()) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        raise AssertionError("no " + field)
 
     def fd_count(self):
         return len(os.listdir("/proc/%d/fd" % self._pid()))
