@@ -33,7 +33,7 @@ OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 BIN  := $(BUILD)/wsplice
 
 # Each unit test links its module, what that needs, and nothing else.
-UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls
+UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls iplimit
 UNIT_DEPS_ws_frame     := utf8
 UNIT_DEPS_http_upgrade := base64
 UNIT_DEPS_route        := addr
