@@ -19,6 +19,14 @@ def cleanup():
         t.close()
 
 
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A throwaway PKI made with the openssl command (tlslib.TestPKI), once per run."""
+    import tlslib
+
+    return tlslib.TestPKI(tmp_path_factory.mktemp("pki"))
+
+
 @pytest.fixture
 def echo(cleanup):
     b = harness.EchoBackend()

@@ -400,8 +400,12 @@ class WSClient:
     """A raw-socket WebSocket client. It does exactly what it is told, so tests can send
     malformed frames and observe the gateway's exact answers."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout * SLOW)
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, source=None):
+        # 'source' binds the client to another loopback address (127.0.0.2, ...), so one
+        # machine can act as several client IPs.
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout * SLOW, source_address=(source, 0) if source else None
+        )
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.status = None
