@@ -5,8 +5,10 @@ and the session lifetime cap (close 1008 once every byte is through).
 Clients bind to other loopback addresses (127.0.0.2, ...) to act as different IPs, and
 ::1 is the only IPv6 client there is. Nothing is mocked; no test asserts a duration."""
 
+import os
 import re
 import socket
+import subprocess
 import time
 
 import pytest
@@ -253,3 +255,19 @@ def test_max_session_s_closes_1008_after_every_byte(gw_factory, cleanup):
     # Every byte the client sent reached the backend, which then got EOF.
     assert wait_sink_result(backend) == (MIB, sha256(up))
     gw.wait_log(r"close client=127\.0\.0\.1:\d+ .*code=1008 by=gateway reason=\"session time limit\"")
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def test_readme_internet_facing_example_loads(pki, tmp_path):
+    """The README's internet-facing example is a config that loads, with its certificate
+    paths pointed at test files."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    m = re.search(r"\*\*An internet-facing setup\*\*.*?```ini\n(.*?)```", readme, re.S)
+    assert m, "README has no internet-facing example"
+    text = m.group(1).replace("/etc/wsplice/site.pem", pki.ecdsa.cert).replace("/etc/wsplice/site.key", pki.ecdsa.key)
+    path = tmp_path / "internet.ini"
+    path.write_text(text)
+    p = subprocess.run([harness.WSPLICE_BIN, "-t", "-c", str(path)], capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr.decode()
