@@ -41,6 +41,7 @@
 #define SESSION_PEER_MAX         56         /* "[" IPv6 "]:" port */
 #define BASE64_CHUNK             (3 * 1024) /* raw bytes encoded per step: a multiple of 3 */
 #define SESSION_BUSY_RETRY_S     5          /* Retry-After when a refusal's end cannot be known */
+#define SESSION_REJECT_LINGER_MS 1000       /* how long a refusal at accept waits for the client's EOF */
 
 enum session_state {
     SESSION_HANDSHAKE = 0,
@@ -245,6 +246,11 @@ session_arm_timer(struct session *s)
         break;
     case SESSION_CLOSING:
         deadline = s->state_since_ms + lim->close_timeout_ms;
+        /* A client refused at accept gets a short linger: otherwise one that never closes
+         * holds a descriptor for the whole close timeout, and a flood of them from an
+         * address over its limit would fill the gateway all the same. */
+        if (s->refuse_status != 0 && lim->close_timeout_ms > SESSION_REJECT_LINGER_MS)
+            deadline = s->state_since_ms + SESSION_REJECT_LINGER_MS;
         break;
     }
     if (deadline == UINT64_MAX) {

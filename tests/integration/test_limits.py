@@ -113,6 +113,25 @@ def test_sessions_per_ip_429_with_retry_after_and_freed_on_close(gw_factory, ech
         x.close()
 
 
+def test_refused_client_that_never_closes_is_not_kept_for_the_close_timeout(gw_factory, echo):
+    # Refusals must not pile up: with a 10-minute close timeout, a refused client that
+    # reads its 429 and then holds the connection open is still let go of soon (the
+    # gateway lingers about a second for a refused one, so that the answer is not lost to
+    # a reset). Seen from outside: the gateway's descriptor count comes back.
+    gw = gateway(gw_factory, echo.port, max_sessions_per_ip=1, close_timeout_s=600)
+    held = ws(gw.port)
+    idle_fds = gw.fd_count()
+    c = ws(gw.port, expect=429)
+    assert c.wait_eof()  # the gateway's FIN after the answer; it still reads until ours
+    deadline = time.time() + 30 * SLOW
+    while gw.fd_count() > idle_fds:
+        assert time.time() < deadline, "a refused connection was kept open"
+        time.sleep(0.05)
+    c.close()
+    echo_ok(held)
+    held.close()
+
+
 def test_sessions_per_ip_counts_connections_still_in_handshake(gw_factory, echo):
     gw = gateway(gw_factory, echo.port, max_sessions_per_ip=1)
     idle = idle_connection(gw.port)
