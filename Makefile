@@ -33,7 +33,7 @@ OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 BIN  := $(BUILD)/wsplice
 
 # Each unit test links its module, what that needs, and nothing else.
-UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls resolver
+UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls resolver iplimit
 UNIT_DEPS_ws_frame     := utf8
 UNIT_DEPS_http_upgrade := base64
 UNIT_DEPS_route        := addr
@@ -41,7 +41,7 @@ UNIT_DEPS_tls          := log addr
 UNIT_DEPS_resolver     := log
 UNIT_TESTS := $(UNIT_MODULES:%=$(BUILD)/unit/test_%)
 
-.PHONY: all clean bench soak testssl test test-now unit integration check lint format fuzz install uninstall help run deps conf-check
+.PHONY: all clean bench soak testssl test test-now unit integration check valgrind lint format fuzz install uninstall help run deps conf-check
 
 all: $(BIN)
 
@@ -87,7 +87,13 @@ check:
 	$(Q).ci/install-deps --missing check
 	$(Q)ASAN_OPTIONS=quarantine_size_mb=16:detect_leaks=1 $(MAKE) --no-print-directory BUILD=build/san \
 		SANITIZE=address,undefined WERROR=1 CFLAGS="-O1 -g" test
+	$(Q)$(MAKE) --no-print-directory BUILD=build/valgrind WERROR=1 CFLAGS="-O1 -g" valgrind
 	$(Q)$(MAKE) --no-print-directory lint
+
+# The core integration cases (tests/valgrind_cases.txt) with the gateway under valgrind
+# memcheck; ASan builds cannot run under valgrind, so this is a plain build.
+valgrind: $(BIN)
+	$(Q)tests/run_valgrind.sh $(BIN) $(PYTHON) $(PYTEST_ARGS)
 
 lint:
 	$(Q)clang-format --dry-run -Werror src/*.c src/*.h tests/unit/*.c tests/unit/*.h
@@ -160,7 +166,8 @@ help:
 	@echo "make test         unit tests, integration tests, config check; last line is the summary"
 	@echo "make unit         C unit tests of the pure modules"
 	@echo "make integration  pytest suite against the real binary (PYTEST_ARGS=... to select)"
-	@echo "make check        test under ASan+UBSan with -Werror, then lint"
+	@echo "make check        test under ASan+UBSan with -Werror, the valgrind cases, then lint"
+	@echo "make valgrind     the core integration cases with the gateway under valgrind memcheck"
 	@echo "make soak         10-minute soak with faults, hash-checked (SOAK_SECONDS=...); make test runs 60 s"
 	@echo "make testssl      testssl.sh against a TLS listener; fails on HIGH/CRITICAL findings"
 	@echo "make fuzz         each libFuzzer target for FUZZ_SECONDS (default 10)"

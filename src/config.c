@@ -21,6 +21,7 @@ enum option_type {
     OPT_UINT,       /* decimal */
     OPT_BYTES,      /* decimal with an optional k, M or G suffix (powers of 1024) */
     OPT_SECONDS,    /* decimal seconds, up to 3 fraction digits; stored as milliseconds */
+    OPT_RATE,       /* events per second, up to 3 fraction digits; stored times 1000 */
     OPT_BIND,       /* [host:]port for listening */
     OPT_TARGET,     /* host:port or unix:/path */
     OPT_PATH,       /* URL path pattern: "/exact" or "/prefix*" */
@@ -44,7 +45,7 @@ struct option_spec {
     enum option_type type;
     size_t offset;
     size_t size;       /* of the field, for integer types */
-    uint64_t min, max; /* integer bounds; OPT_SECONDS in milliseconds */
+    uint64_t min, max; /* integer bounds; OPT_SECONDS and OPT_RATE times 1000 */
     unsigned flags;
     const char *def; /* default, in file syntax; NULL when there is none */
     const char *help;
@@ -112,6 +113,25 @@ static const struct option_spec listener_limit_options[] = {
      NULL},
     {"max_request_bytes", OPT_BYTES, FIELD(struct listener_limits, max_request_bytes), 1024, MIB(1), 0, "16k",
      "largest upgrade request head; larger ones get 431", NULL},
+    {"max_pending_handshakes", OPT_UINT, FIELD(struct listener_limits, max_pending_handshakes), 0, 10000000,
+     0, "1024",
+     "most connections accepted but not yet upgraded (TLS and upgrade handshakes, backend connects); more "
+     "get "
+     "503, or are closed at once on a TLS listener. 0 = no limit",
+     NULL},
+    {"max_sessions_per_ip", OPT_UINT, FIELD(struct listener_limits, max_sessions_per_ip), 0, 10000000, 0, "0",
+     "most concurrent connections from one client address (an IPv6 client: its per_ip_v6_prefix); more get "
+     "429. 0 = no limit",
+     NULL},
+    {"handshake_rate_per_ip", OPT_RATE, FIELD(struct listener_limits, handshake_rate_per_ip_milli), 0,
+     MS(1000000), 0, "0",
+     "new connections per second from one client address, after a burst of handshake_burst_per_ip; more get "
+     "429 with Retry-After. 0 = no limit",
+     NULL},
+    {"handshake_burst_per_ip", OPT_UINT, FIELD(struct listener_limits, handshake_burst_per_ip), 1, 1000000, 0,
+     "10", "new connections one client address may open at once before handshake_rate_per_ip applies", NULL},
+    {"per_ip_v6_prefix", OPT_UINT, FIELD(struct listener_limits, per_ip_v6_prefix), 8, 128, 0, "64",
+     "IPv6 clients count as one address per prefix of this length for the per-IP limits", NULL},
 };
 
 static const struct option_spec route_options[] = {
@@ -162,6 +182,8 @@ static const struct option_spec route_limit_options[] = {
      "high-water mark of each direction's queue: reading stops above it (backpressure)", NULL},
     {"max_sessions", OPT_UINT, FIELD(struct limits, max_sessions), 0, 10000000, OPTF_NOT_IN_GATEWAY, "0",
      "most concurrent sessions on this route; more get 503. 0 = no route limit", NULL},
+    {"max_session_s", OPT_SECONDS, FIELD(struct limits, max_session_ms), 0, MS(30 * 86400), 0, "0",
+     "close a session with 1008 this long after its upgrade, however busy; 0 = no limit", NULL},
 };
 
 struct option_group {
@@ -294,34 +316,38 @@ config_parse_bytes(const char *v, uint64_t *out)
     return NULL;
 }
 
+/* A decimal with up to 3 fraction digits, times 1000: seconds as milliseconds, or a rate
+ * per second as events per 1000 seconds. */
 static const char *
-config_parse_seconds(const char *v, uint64_t *out_ms)
+config_parse_milli(const char *v, bool is_rate, uint64_t *out)
 {
+    const char *bad =
+        is_rate ? "expected a rate per second, such as 10 or 0.5" : "expected seconds, such as 10 or 0.5";
     uint64_t whole = 0, frac = 0;
     unsigned frac_digits = 0;
     const char *p = v;
 
     if (*p == '\0' || *p == '.')
-        return "expected seconds, such as 10 or 0.5";
+        return bad;
     for (; *p >= '0' && *p <= '9'; p++) {
         whole = whole * 10 + (uint64_t)(*p - '0');
         if (whole > UINT64_C(1) << 40)
-            return "duration too large";
+            return is_rate ? "rate too large" : "duration too large";
     }
     if (*p == '.') {
         for (p++; *p >= '0' && *p <= '9'; p++) {
             if (++frac_digits > 3)
-                return "at most 3 decimals (milliseconds)";
+                return is_rate ? "at most 3 decimals" : "at most 3 decimals (milliseconds)";
             frac = frac * 10 + (uint64_t)(*p - '0');
         }
         if (frac_digits == 0)
-            return "expected seconds, such as 10 or 0.5";
+            return bad;
     }
     if (*p != '\0')
-        return "expected seconds, such as 10 or 0.5";
+        return bad;
     while (frac_digits++ < 3)
         frac *= 10;
-    *out_ms = whole * 1000 + frac;
+    *out = whole * 1000 + frac;
     return NULL;
 }
 
@@ -509,6 +535,22 @@ config_load_uint(const void *field, size_t size)
     return v;
 }
 
+/* A value stored times 1000 (OPT_SECONDS, OPT_RATE) as written: "10", "0.5", "2592000". */
+static void
+config_milli_text(uint64_t n, char *buf, size_t size)
+{
+    if (n % 1000 == 0) {
+        snprintf(buf, size, "%llu", (unsigned long long)(n / 1000));
+        return;
+    }
+    unsigned frac = (unsigned)(n % 1000), digits = 3;
+    while (frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    snprintf(buf, size, "%llu.%0*u", (unsigned long long)(n / 1000), (int)digits, frac);
+}
+
 /* Convert 'value' into the field at base+spec->offset. Returns an error message or NULL. */
 static const char *
 config_apply(const struct option_spec *spec, void *base, const char *value, char *msg, size_t msg_size)
@@ -530,7 +572,8 @@ config_apply(const struct option_spec *spec, void *base, const char *value, char
         err = config_parse_bytes(value, &n);
         break;
     case OPT_SECONDS:
-        err = config_parse_seconds(value, &n);
+    case OPT_RATE:
+        err = config_parse_milli(value, spec->type == OPT_RATE, &n);
         break;
     case OPT_BIND:
         ar = addr_parse(value, ADDR_ALLOW_NO_HOST | ADDR_ALLOW_PORT_ZERO, (struct addr *)field);
@@ -572,10 +615,13 @@ config_apply(const struct option_spec *spec, void *base, const char *value, char
     if (err != NULL)
         return err;
     if (n < spec->min || n > spec->max) {
-        if (spec->type == OPT_SECONDS)
-            snprintf(msg, msg_size, "must be from %g to %g seconds", (double)spec->min / 1000,
-                     (double)spec->max / 1000);
-        else
+        if (spec->type == OPT_SECONDS || spec->type == OPT_RATE) {
+            char lo[32], hi[32];
+            config_milli_text(spec->min, lo, sizeof lo);
+            config_milli_text(spec->max, hi, sizeof hi);
+            snprintf(msg, msg_size, "must be from %s to %s%s", lo, hi,
+                     spec->type == OPT_SECONDS ? " seconds" : " per second");
+        } else
             snprintf(msg, msg_size, "must be from %llu to %llu", (unsigned long long)spec->min,
                      (unsigned long long)spec->max);
         return msg;
@@ -1248,11 +1294,8 @@ config_format_value(const struct option_spec *spec, const void *base, char *buf,
             snprintf(buf, size, "%llu", (unsigned long long)n);
         return true;
     case OPT_SECONDS:
-        n = config_load_uint(field, spec->size);
-        if (n % 1000 == 0)
-            snprintf(buf, size, "%llu", (unsigned long long)(n / 1000));
-        else
-            snprintf(buf, size, "%g", (double)n / 1000);
+    case OPT_RATE:
+        config_milli_text(config_load_uint(field, spec->size), buf, size);
         return true;
     case OPT_BOOL:
         snprintf(buf, size, "%s", *(const bool *)field ? "yes" : "no");

@@ -14,10 +14,15 @@
 #include "resolver.h"
 #include "route.h"
 
-/* Handshake limits: per listener, [gateway] gives the defaults. */
+/* Handshake and admission limits: per listener, [gateway] gives the defaults. */
 struct listener_limits {
-    uint32_t handshake_timeout_ms; /* the whole request head must arrive in this time */
-    uint32_t max_request_bytes;    /* request heads above this get 431 */
+    uint32_t handshake_timeout_ms;        /* the whole request head must arrive in this time */
+    uint32_t max_request_bytes;           /* request heads above this get 431 */
+    uint32_t max_pending_handshakes;      /* accepted, not yet upgraded; more get 503. 0: no limit */
+    uint32_t max_sessions_per_ip;         /* connections per client address group; more get 429 */
+    uint32_t handshake_rate_per_ip_milli; /* new connections per second per group, x1000; 0: no limit */
+    uint32_t handshake_burst_per_ip;      /* the token bucket's size */
+    uint32_t per_ip_v6_prefix;            /* IPv6 clients are grouped by this prefix length */
 };
 
 struct str_list {

@@ -12,24 +12,35 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/util.h>
 
+#include "iplimit.h"
 #include "log.h"
 #include "session.h"
 #include "tls.h"
 
 #define LISTEN_BACKLOG  1024
 #define ACCEPT_RETRY_MS 100
+/* Client address groups kept only for their handshake buckets (no connection open):
+ * about 100 bytes each, the least recently seen forgotten first. */
+#define LISTENER_MAX_IDLE_CLIENTS 65536
 
 struct listener {
     struct worker *worker;
     struct evconnlistener *lev;
     struct event *retry; /* re-enables accepting after EMFILE */
-    unsigned index;
     char *name;
-    struct listener_limits limits;
-    struct tls_server *tls; /* counted reference; NULL: plain only */
+    struct session_admission adm; /* limits, TLS contexts and counters for new connections */
     char addr[ADDR_STR_MAX];
 };
+
+static void
+listener_iplimit_config(const struct listener_limits *limits, struct iplimit_config *out)
+{
+    out->max_sessions = limits->max_sessions_per_ip;
+    out->rate_milli = limits->handshake_rate_per_ip_milli;
+    out->burst = limits->handshake_burst_per_ip;
+}
 
 static void
 listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int sa_len, void *arg)
@@ -40,7 +51,7 @@ listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockad
     (void)lev;
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    session_start(l->worker, fd, sa, (socklen_t)sa_len, l->index, &l->limits, l->tls);
+    session_start(l->worker, fd, sa, (socklen_t)sa_len, &l->adm);
 }
 
 static void
@@ -101,20 +112,30 @@ listener_new(struct worker *w, const struct listener_config *cfg, unsigned index
     struct listener *l = calloc(1, sizeof *l);
     struct sockaddr_storage bound;
     socklen_t bound_len = sizeof bound;
+    struct iplimit_config ic;
+    uint8_t seed[16];
     int fd;
 
     if (l == NULL)
         return NULL;
     l->worker = w;
-    l->index = index;
-    l->limits = cfg->limits;
+    l->adm.listener_index = index;
+    l->adm.limits = cfg->limits;
     if (cfg->tls_server != NULL) {
-        l->tls = cfg->tls_server;
-        tls_server_ref(l->tls);
+        l->adm.tls = cfg->tls_server;
+        tls_server_ref(l->adm.tls);
     }
     l->name = strdup(cfg->head.name);
     if (l->name == NULL)
         goto fail;
+    /* A secret hash key: clients cannot pick addresses that pile into one chain. */
+    evutil_secure_rng_get_bytes(seed, sizeof seed);
+    listener_iplimit_config(&cfg->limits, &ic);
+    l->adm.clients = iplimit_table_new(&ic, LISTENER_MAX_IDLE_CLIENTS, seed);
+    if (l->adm.clients == NULL) {
+        log_error("listener name=%s: out of memory", cfg->head.name);
+        goto fail;
+    }
     if (cfg->bind.host[0] == '\0') {
         /* Every address: dual-stack IPv6 if the system has it, else IPv4 only. */
         struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_port = htons(cfg->bind.port)};
@@ -150,9 +171,9 @@ listener_new(struct worker *w, const struct listener_config *cfg, unsigned index
     if (l->retry == NULL)
         goto fail;
     log_info("listener name=%s addr=%s listening%s", l->name, l->addr,
-             l->tls == NULL            ? ""
-             : tls_server_only(l->tls) ? " tls=only"
-                                       : " tls=yes");
+             l->adm.tls == NULL            ? ""
+             : tls_server_only(l->adm.tls) ? " tls=only"
+                                           : " tls=yes");
     return l;
 fail:
     listener_free(l);
@@ -180,7 +201,8 @@ listener_free(struct listener *l)
         evconnlistener_free(l->lev);
     if (l->retry != NULL)
         event_free(l->retry);
-    tls_server_unref(l->tls);
+    tls_server_unref(l->adm.tls);
+    iplimit_table_free(l->adm.clients);
     free(l->name);
     free(l);
 }
@@ -199,9 +221,13 @@ listener_pause(struct listener *l, bool paused)
 void
 listener_update(struct listener *l, const struct listener_config *cfg)
 {
-    l->limits = cfg->limits;
+    struct iplimit_config ic;
+
+    l->adm.limits = cfg->limits;
+    listener_iplimit_config(&cfg->limits, &ic);
+    iplimit_table_configure(l->adm.clients, &ic); /* counts and buckets carry over */
     if (cfg->tls_server != NULL)
         tls_server_ref(cfg->tls_server);
-    tls_server_unref(l->tls); /* sessions mid-handshake hold their own reference */
-    l->tls = cfg->tls_server;
+    tls_server_unref(l->adm.tls); /* sessions mid-handshake hold their own reference */
+    l->adm.tls = cfg->tls_server;
 }

@@ -22,9 +22,9 @@ void listener_free(struct listener *l);
 /* Stop or resume accepting (connections wait in the kernel's backlog meanwhile). */
 void listener_pause(struct listener *l, bool paused);
 
-/* Take a reloaded config's handshake limits and TLS contexts (certificates) for new
- * connections; open sessions keep what they started with. The bind address is not
- * changed. */
+/* Take a reloaded config's handshake and per-IP limits and TLS contexts (certificates)
+ * for new connections; open sessions keep what they started with, and per-IP counts carry
+ * over. The bind address is not changed. */
 void listener_update(struct listener *l, const struct listener_config *cfg);
 
 #endif

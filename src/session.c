@@ -27,6 +27,7 @@
 
 #include "base64.h"
 #include "http_upgrade.h"
+#include "iplimit.h"
 #include "log.h"
 #include "metrics.h"
 #include "resolver.h"
@@ -41,6 +42,8 @@
 #define SESSION_PEEK_EXTENTS     16
 #define SESSION_PEER_MAX         56         /* "[" IPv6 "]:" port */
 #define BASE64_CHUNK             (3 * 1024) /* raw bytes encoded per step: a multiple of 3 */
+#define SESSION_BUSY_RETRY_S     5          /* Retry-After when a refusal's end cannot be known */
+#define SESSION_REJECT_LINGER_MS 1000       /* how long a refusal at accept waits for the client's EOF */
 
 enum session_state {
     SESSION_HANDSHAKE = 0,
@@ -64,16 +67,18 @@ enum close_by {
 };
 
 struct session {
-    struct session *prev, *next; /* in worker->sessions */
-    struct worker *worker;       /* borrowed */
-    uint64_t id;                 /* "s=42" in every log line */
-    enum session_state state;    /* change only via session_set_state() */
-    struct bufferevent *client;  /* owned; NULL once that side has ended */
-    struct bufferevent *backend; /* owned; NULL until CONNECTING and after that side ended */
-    struct route_table *routes;  /* counted reference, taken at accept */
-    const struct route *route;   /* borrowed from routes; NULL until routed */
-    const struct limits *limits; /* borrowed from routes: the route's, or the defaults */
-    struct event timer;          /* the deadline of the current state */
+    struct session *prev, *next;        /* in worker->sessions */
+    struct worker *worker;              /* borrowed */
+    struct session_admission *adm;      /* borrowed: the listener's, which outlives the session */
+    struct iplimit_entry *client_entry; /* counted in adm->clients; NULL: not counted */
+    uint64_t id;                        /* "s=42" in every log line */
+    enum session_state state;           /* change only via session_set_state() */
+    struct bufferevent *client;         /* owned; NULL once that side has ended */
+    struct bufferevent *backend;        /* owned; NULL until CONNECTING and after that side ended */
+    struct route_table *routes;         /* counted reference, taken at accept */
+    const struct route *route;          /* borrowed from routes; NULL until routed */
+    const struct limits *limits;        /* borrowed from routes: the route's, or the defaults */
+    struct event timer;                 /* the deadline of the current state */
 
     enum side_phase client_phase, backend_phase;
     bool close_sent;     /* we queued a close frame: no data frames may follow */
@@ -85,6 +90,7 @@ struct session {
     bool tried_literal; /* the target's IP literal (or unix path) was tried */
     bool opened;        /* 101 was sent */
     bool is_head;       /* the request was HEAD: error replies carry no body */
+    bool pending;       /* counted in adm->pending: accepted, not yet upgraded or refused */
     enum http_subprotocol proto;
     uint8_t listener_index;
     uint16_t close_code; /* the code that ended the session, for the log */
@@ -101,7 +107,12 @@ struct session {
     struct base64_decoder b64;
 
     uint32_t max_request_bytes, handshake_timeout_ms;
-    uint64_t started_ms, state_since_ms, last_data_ms, last_client_ms, ping_sent_ms;
+    uint64_t started_ms, state_since_ms, opened_ms, last_data_ms, last_client_ms, ping_sent_ms;
+
+    /* A refusal decided at accept, answered once the connection is set up (plain only). */
+    int refuse_status;
+    const char *refuse_reason;
+    unsigned refuse_retry_s;
     size_t closing_backlog; /* bytes still queued at the last CLOSING check */
     uint64_t bytes_up, bytes_down;
 
@@ -214,7 +225,9 @@ session_arm_timer(struct session *s)
         deadline = s->state_since_ms + lim->connect_timeout_ms;
         break;
     case SESSION_OPEN:
-        if (lim->idle_timeout_ms)
+        if (lim->max_session_ms)
+            deadline = s->opened_ms + lim->max_session_ms;
+        if (lim->idle_timeout_ms && s->last_data_ms + lim->idle_timeout_ms < deadline)
             deadline = s->last_data_ms + lim->idle_timeout_ms;
         if (lim->ping_interval_ms) {
             uint64_t p = s->awaiting_pong ? s->ping_sent_ms + lim->ping_timeout_ms
@@ -225,6 +238,11 @@ session_arm_timer(struct session *s)
         break;
     case SESSION_CLOSING:
         deadline = s->state_since_ms + lim->close_timeout_ms;
+        /* A client refused at accept gets a short linger: otherwise one that never closes
+         * holds a descriptor for the whole close timeout, and a flood of them from an
+         * address over its limit would fill the gateway all the same. */
+        if (s->refuse_status != 0 && lim->close_timeout_ms > SESSION_REJECT_LINGER_MS)
+            deadline = s->state_since_ms + SESSION_REJECT_LINGER_MS;
         break;
     }
     if (deadline == UINT64_MAX) {
@@ -234,6 +252,16 @@ session_arm_timer(struct session *s)
     uint64_t delay = deadline > now ? deadline - now : 0;
     struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
     event_add(&s->timer, &tv);
+}
+
+/* The connection is no longer a pending handshake: upgraded, refused or ending. */
+static void
+session_pending_done(struct session *s)
+{
+    if (s->pending) {
+        s->pending = false;
+        s->adm->pending--;
+    }
 }
 
 static void
@@ -247,6 +275,8 @@ session_set_state(struct session *s, enum session_state next)
 
     assert(legal[s->state][next]);
     log_debug("session s=%" PRIu64 " %s -> %s", s->id, session_state_str(s->state), session_state_str(next));
+    if (next == SESSION_OPEN || next == SESSION_CLOSING)
+        session_pending_done(s);
     s->state = next;
     s->state_since_ms = session_now_ms();
     session_arm_timer(s);
@@ -342,6 +372,9 @@ session_free(struct session *s)
     if (s->addrs != NULL)
         evutil_freeaddrinfo(s->addrs);
     event_del(&s->timer);
+    session_pending_done(s);
+    if (s->client_entry != NULL)
+        iplimit_release(s->adm->clients, s->client_entry, session_now_ms());
     if (s->route_counted)
         route_session_release(s->routes, s->route);
     route_table_unref(s->routes);
@@ -508,12 +541,13 @@ session_close_gracefully(struct session *s, uint16_t code, const char *reason)
     session_backend_finish(s);
 }
 
-/* Answer the handshake with an HTTP error and close. */
+/* Answer the handshake with an HTTP error and close; a nonzero 'retry_after_s' tells the
+ * client when to come back (429, and 503 for limits). */
 static void
-session_reject(struct session *s, int status, const char *reason)
+session_refuse(struct session *s, int status, const char *reason, unsigned retry_after_s)
 {
     char reply[HTTP_REPLY_MAX];
-    size_t n = http_upgrade_format_error(reply, status, reason);
+    size_t n = http_upgrade_format_error(reply, status, reason, retry_after_s);
 
     if (s->client == NULL) { /* still waiting for the first byte: nothing to answer on */
         log_debug("session s=%" PRIu64 " closed before its first byte: %s", s->id, reason);
@@ -525,8 +559,8 @@ session_reject(struct session *s, int status, const char *reason)
         if (end != NULL)
             n = (size_t)(end - reply) + 4;
     }
-    log_info("session s=%" PRIu64 " reject client=%s status=%d reason=\"%s\"", s->id, s->peer, status,
-             reason);
+    log_info("session s=%" PRIu64 " reject client=%s status=%d reason=\"%s\" retry_after=%u", s->id, s->peer,
+             status, reason, retry_after_s);
     METRICS_ADD(handshakes_rejected, 1);
     session_dns_abandon(s); /* a late answer must not restart the connect */
     if (s->backend != NULL) {
@@ -536,6 +570,12 @@ session_reject(struct session *s, int status, const char *reason)
     bufferevent_write(s->client, reply, n);
     session_enter_closing(s);
     session_client_finish(s);
+}
+
+static void
+session_reject(struct session *s, int status, const char *reason)
+{
+    session_refuse(s, status, reason, 0);
 }
 
 /* ---- client -> backend ---- */
@@ -846,7 +886,7 @@ session_handshake(struct session *s)
         }
     }
     if (!route_session_acquire(s->routes, s->route)) {
-        session_reject(s, 503, "route at its session limit");
+        session_refuse(s, 503, "route at its session limit", SESSION_BUSY_RETRY_S);
         return;
     }
     s->route_counted = true;
@@ -1134,7 +1174,7 @@ session_backend_connected(struct session *s)
     s->opened = true;
     METRICS_ADD(upgrades_total, 1);
     METRICS_ADD(sessions_open, 1);
-    s->last_data_ms = s->last_client_ms = session_now_ms();
+    s->opened_ms = s->last_data_ms = s->last_client_ms = session_now_ms();
     session_set_state(s, SESSION_OPEN);
     char tls[160] = "";
     if (s->client_tls) {
@@ -1169,7 +1209,7 @@ session_connect_failed(struct session *s)
     log_warn("session s=%" PRIu64 " backend connect failed route=%s target=%s reason=%s", s->id,
              s->route->name, addr_format(&s->route->target, target, sizeof target), why);
     if (s->no_descriptors && !timeout)
-        session_reject(s, 503, "gateway out of file descriptors: try again later");
+        session_refuse(s, 503, "gateway out of file descriptors: try again later", SESSION_BUSY_RETRY_S);
     else if (timeout)
         session_reject(s, 504, "backend did not answer in time");
     else
@@ -1403,6 +1443,10 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
         session_connect_next(s);
         return;
     case SESSION_OPEN:
+        if (lim->max_session_ms && now >= s->opened_ms + lim->max_session_ms) {
+            session_close_gracefully(s, WS_CLOSE_POLICY, "session time limit");
+            return;
+        }
         if (lim->idle_timeout_ms && now >= s->last_data_ms + lim->idle_timeout_ms) {
             session_close_gracefully(s, WS_CLOSE_GOING_AWAY, "idle timeout");
             return;
@@ -1474,8 +1518,12 @@ session_client_open(struct session *s, evutil_socket_t fd, SSL *ssl)
         session_reject(s, 503, "server shutting down");
         return;
     }
+    if (s->refuse_status != 0) {
+        session_refuse(s, s->refuse_status, s->refuse_reason, s->refuse_retry_s);
+        return;
+    }
     if (w->max_sessions != 0 && w->session_count > w->max_sessions) {
-        session_reject(s, 503, "gateway at its session limit");
+        session_refuse(s, 503, "gateway at its session limit", SESSION_BUSY_RETRY_S);
         return;
     }
     if (ssl == NULL && s->tls != NULL && tls_server_only(s->tls)) {
@@ -1518,11 +1566,60 @@ session_probe_cb(evutil_socket_t fd, short what, void *arg)
     session_client_open(s, fd, ssl);
 }
 
+/* Note a refusal decided at accept. */
+static void
+session_refuse_later(struct session *s, int status, const char *reason, unsigned retry_after_s)
+{
+    s->refuse_status = status;
+    s->refuse_reason = reason;
+    s->refuse_retry_s = retry_after_s;
+}
+
+/* Count a new connection against its listener's limits: pending handshakes, then the
+ * client address group's session count and handshake bucket. A refused connection is
+ * counted in neither. */
+static void
+session_admit(struct session *s, const struct sockaddr *peer, socklen_t peer_len)
+{
+    struct session_admission *adm = s->adm;
+    const struct listener_limits *lim = &adm->limits;
+    struct iplimit_key key;
+    uint64_t retry_ms = 0;
+
+    if (s->worker->draining)
+        return; /* session_client_open() answers 503 */
+    if (lim->max_pending_handshakes != 0 && adm->pending >= lim->max_pending_handshakes) {
+        session_refuse_later(s, 503, "too many pending handshakes", SESSION_BUSY_RETRY_S);
+        return;
+    }
+    if (adm->clients != NULL && (lim->max_sessions_per_ip != 0 || lim->handshake_rate_per_ip_milli != 0) &&
+        iplimit_key_from_sockaddr(peer, peer_len, lim->per_ip_v6_prefix, &key)) {
+        enum iplimit_result r =
+            iplimit_admit(adm->clients, &key, session_now_ms(), &s->client_entry, &retry_ms);
+        switch (r) {
+        case IPLIMIT_OK:
+            break;
+        case IPLIMIT_TOO_MANY:
+            session_refuse_later(s, 429, iplimit_result_str(r), SESSION_BUSY_RETRY_S);
+            return;
+        case IPLIMIT_RATE:
+            session_refuse_later(s, 429, iplimit_result_str(r), (unsigned)((retry_ms + 999) / 1000));
+            return;
+        case IPLIMIT_NO_MEMORY:
+            session_refuse_later(s, 503, "out of memory", SESSION_BUSY_RETRY_S);
+            return;
+        }
+    }
+    adm->pending++;
+    s->pending = true;
+}
+
 void
 session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, socklen_t peer_len,
-              unsigned listener_index, const struct listener_limits *limits, struct tls_server *tls)
+              struct session_admission *adm)
 {
     struct session *s = calloc(1, sizeof *s);
+    struct tls_server *tls = adm->tls;
 
     if (s == NULL) {
         log_error("session: out of memory, dropping a connection");
@@ -1530,10 +1627,11 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
         return;
     }
     s->worker = w;
+    s->adm = adm;
     s->id = ++w->next_session_id;
-    s->listener_index = (uint8_t)listener_index;
-    s->max_request_bytes = limits->max_request_bytes;
-    s->handshake_timeout_ms = limits->handshake_timeout_ms;
+    s->listener_index = (uint8_t)adm->listener_index;
+    s->max_request_bytes = adm->limits.max_request_bytes;
+    s->handshake_timeout_ms = adm->limits.handshake_timeout_ms;
     s->started_ms = s->state_since_ms = session_now_ms();
     s->routes = w->cfg->routes;
     route_table_ref(s->routes);
@@ -1560,6 +1658,16 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
             w->on_accept_pause(w, true);
     }
 
+    session_admit(s, peer, peer_len);
+    if (s->refuse_status != 0 && tls != NULL) {
+        /* Answering would cost a TLS handshake, and waiting for the first byte to see
+         * whether the client speaks TLS would hold the descriptor the limit protects. */
+        log_info("session s=%" PRIu64 " reject client=%s status=%d reason=\"%s\" answer=close (TLS listener)",
+                 s->id, s->peer, s->refuse_status, s->refuse_reason);
+        METRICS_ADD(handshakes_rejected, 1);
+        session_free(s);
+        return;
+    }
     if (tls == NULL) {
         session_client_open(s, fd, NULL);
         return;
