@@ -114,7 +114,7 @@ FUZZ_SRCS_http_upgrade := src/http_upgrade.c src/base64.c
 FUZZ_SRCS_utf8         := src/utf8.c
 FUZZ_SRCS_base64       := src/base64.c
 FUZZ_SRCS_config       := src/config.c src/route.c src/addr.c src/log.c src/tls.c
-FUZZ_SRCS_session      := $(filter-out src/main.c src/listener.c,$(SRCS))
+FUZZ_SRCS_session      := $(filter-out src/main.c,$(SRCS))
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard src/*.c src/*.h)

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,10 @@ static const struct option_spec gateway_options[] = {
      "error | warn | info | debug (-v on the command line means debug)", NULL},
     {"max_sessions", OPT_UINT, FIELD(struct config, max_sessions), 0, 10000000, 0, "0",
      "most concurrent connections in all; more get 503. 0 = as many as the descriptor limit allows", NULL},
+    {"workers", OPT_UINT, FIELD(struct config, workers), 0, 256, 0, "1",
+     "event-loop threads, each accepting on its own SO_REUSEPORT socket; 0 = one per core. A change needs a "
+     "restart",
+     NULL},
     {"drain_timeout_s", OPT_SECONDS, FIELD(struct config, drain_timeout_ms), 0, MS(3600), 0, "5",
      "on SIGTERM/SIGINT: how long sessions get to close after close 1001 before the process exits", NULL},
     {"resolver", OPT_CHOICE, FIELD(struct config, resolver), 0, 0, 0, "system",
@@ -1166,6 +1171,7 @@ config_load_stream(FILE *fp, const char *source)
     assert(strcmp(route_options[ROUTE_OPT_LISTENER].name, "listener") == 0);
     if (cfg == NULL)
         return NULL;
+    atomic_init(&cfg->refs, 1);
     cfg->source = strdup(source);
     if (cfg->source == NULL) {
         free(cfg);
@@ -1222,13 +1228,19 @@ config_load_string(const char *text, const char *source)
 }
 
 void
+config_ref(struct config *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+}
+
+void
 config_free(struct config *cfg)
 {
     struct option_group groups[3];
     void *bases[3];
     struct option_marks *marks;
 
-    if (cfg == NULL)
+    if (cfg == NULL || atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (size_t i = 0; i < cfg->listener_count; i++) {
         size_t n = config_groups(cfg, SECTION_LISTENER, i, groups, bases, &marks);

@@ -4,6 +4,7 @@
 #ifndef WSPLICE_CONFIG_H
 #define WSPLICE_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -104,9 +105,11 @@ struct config_error {
 };
 
 struct config {
-    char *source; /* file name, or "command line" */
+    atomic_uint refs; /* config_ref(); the last config_free() frees */
+    char *source;     /* file name, or "command line" */
     enum log_level log_level;
     uint32_t max_sessions; /* 0: derived from the descriptor limit */
+    uint32_t workers;      /* 0: one per core */
     uint32_t drain_timeout_ms;
     enum resolver_kind resolver;
     char *resolv_conf; /* resolver = evdns: its name servers */
@@ -132,6 +135,9 @@ struct config *config_load_file(const char *path);
 /* The same from INI text in memory; 'source' names it in error messages. */
 struct config *config_load_string(const char *text, const char *source);
 
+/* Configs are shared by the worker threads: config_ref() takes another reference, and
+ * config_free() drops one (the last frees). NULL is ignored. */
+void config_ref(struct config *cfg);
 void config_free(struct config *cfg);
 
 /* Print every error, one per line, to 'out'. */

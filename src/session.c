@@ -70,7 +70,7 @@ struct session {
     struct session *prev, *next;        /* in worker->sessions */
     struct worker *worker;              /* borrowed */
     struct session_admission *adm;      /* borrowed: the listener's, which outlives the session */
-    struct iplimit_entry *client_entry; /* counted in adm->clients; NULL: not counted */
+    struct iplimit_entry *client_entry; /* counted in adm->counts->clients; NULL: not counted */
     uint64_t id;                        /* "s=42" in every log line */
     enum session_state state;           /* change only via session_set_state() */
     struct bufferevent *client;         /* owned; NULL once that side has ended */
@@ -90,7 +90,7 @@ struct session {
     bool tried_literal; /* the target's IP literal (or unix path) was tried */
     bool opened;        /* 101 was sent */
     bool is_head;       /* the request was HEAD: error replies carry no body */
-    bool pending;       /* counted in adm->pending: accepted, not yet upgraded or refused */
+    bool pending;       /* counted in adm->counts->pending: accepted, not yet upgraded or refused */
     enum http_subprotocol proto;
     uint8_t listener_index;
     uint16_t close_code; /* the code that ended the session, for the log */
@@ -260,7 +260,7 @@ session_pending_done(struct session *s)
 {
     if (s->pending) {
         s->pending = false;
-        s->adm->pending--;
+        atomic_fetch_sub(&s->adm->counts->pending, 1);
     }
 }
 
@@ -373,8 +373,12 @@ session_free(struct session *s)
         evutil_freeaddrinfo(s->addrs);
     event_del(&s->timer);
     session_pending_done(s);
-    if (s->client_entry != NULL)
-        iplimit_release(s->adm->clients, s->client_entry, session_now_ms());
+    if (s->client_entry != NULL) {
+        struct admission_counts *c = s->adm->counts;
+        pthread_mutex_lock(&c->lock);
+        iplimit_release(c->clients, s->client_entry, session_now_ms());
+        pthread_mutex_unlock(&c->lock);
+    }
     if (s->route_counted)
         route_session_release(s->routes, s->route);
     route_table_unref(s->routes);
@@ -389,14 +393,12 @@ session_free(struct session *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     w->session_count--;
+    size_t connections = atomic_fetch_sub(&w->group->connections, 1) - 1;
     free(s);
-    if (w->accept_paused && w->session_count < w->accept_limit) {
-        w->accept_paused = false;
-        if (w->on_accept_pause != NULL)
-            w->on_accept_pause(w, false);
-    }
-    if (w->draining && w->session_count == 0 && w->on_empty != NULL)
-        w->on_empty(w);
+    if (w->accept_paused && connections < atomic_load(&w->group->accept_limit))
+        worker_resume_accepting(w);
+    if (w->draining && w->session_count == 0)
+        worker_on_empty(w);
 }
 
 /* The client side is finished: release it, and the session if nothing is left. */
@@ -1182,9 +1184,9 @@ session_backend_connected(struct session *s)
         snprintf(tls, sizeof tls, " tls=%s",
                  tls_describe(bufferevent_openssl_get_ssl(s->client), desc, sizeof desc));
     }
-    log_info("session s=%" PRIu64 " open client=%s route=%s target=%s proto=%s%s", s->id, s->peer,
+    log_info("session s=%" PRIu64 " open client=%s route=%s target=%s proto=%s%s worker=%u", s->id, s->peer,
              s->route->name, addr_format(&s->route->target, target, sizeof target),
-             http_subprotocol_str(s->proto), tls);
+             http_subprotocol_str(s->proto), tls, s->worker->index);
     bufferevent_enable(s->backend, EV_WRITE);
     if (!s->client_tls)
         s->client_rd = session_read_event_new(s, s->client, session_client_sock_read_cb);
@@ -1522,7 +1524,8 @@ session_client_open(struct session *s, evutil_socket_t fd, SSL *ssl)
         session_refuse(s, s->refuse_status, s->refuse_reason, s->refuse_retry_s);
         return;
     }
-    if (w->max_sessions != 0 && w->session_count > w->max_sessions) {
+    size_t max_sessions = atomic_load(&w->group->max_sessions);
+    if (max_sessions != 0 && atomic_load(&w->group->connections) > max_sessions) {
         session_refuse(s, 503, "gateway at its session limit", SESSION_BUSY_RETRY_S);
         return;
     }
@@ -1588,14 +1591,18 @@ session_admit(struct session *s, const struct sockaddr *peer, socklen_t peer_len
 
     if (s->worker->draining)
         return; /* session_client_open() answers 503 */
-    if (lim->max_pending_handshakes != 0 && adm->pending >= lim->max_pending_handshakes) {
+    if (lim->max_pending_handshakes != 0 &&
+        atomic_load(&adm->counts->pending) >= lim->max_pending_handshakes) {
         session_refuse_later(s, 503, "too many pending handshakes", SESSION_BUSY_RETRY_S);
         return;
     }
-    if (adm->clients != NULL && (lim->max_sessions_per_ip != 0 || lim->handshake_rate_per_ip_milli != 0) &&
+    if (adm->counts->clients != NULL &&
+        (lim->max_sessions_per_ip != 0 || lim->handshake_rate_per_ip_milli != 0) &&
         iplimit_key_from_sockaddr(peer, peer_len, lim->per_ip_v6_prefix, &key)) {
+        pthread_mutex_lock(&adm->counts->lock);
         enum iplimit_result r =
-            iplimit_admit(adm->clients, &key, session_now_ms(), &s->client_entry, &retry_ms);
+            iplimit_admit(adm->counts->clients, &key, session_now_ms(), &s->client_entry, &retry_ms);
+        pthread_mutex_unlock(&adm->counts->lock);
         switch (r) {
         case IPLIMIT_OK:
             break;
@@ -1610,7 +1617,7 @@ session_admit(struct session *s, const struct sockaddr *peer, socklen_t peer_len
             return;
         }
     }
-    adm->pending++;
+    atomic_fetch_add(&adm->counts->pending, 1);
     s->pending = true;
 }
 
@@ -1628,7 +1635,7 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
     }
     s->worker = w;
     s->adm = adm;
-    s->id = ++w->next_session_id;
+    s->id = atomic_fetch_add(&w->group->next_session_id, 1) + 1;
     s->listener_index = (uint8_t)adm->listener_index;
     s->max_request_bytes = adm->limits.max_request_bytes;
     s->handshake_timeout_ms = adm->limits.handshake_timeout_ms;
@@ -1645,17 +1652,17 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
         w->sessions->prev = s;
     w->sessions = s;
     w->session_count++;
+    size_t connections = atomic_fetch_add(&w->group->connections, 1) + 1;
     METRICS_ADD(sessions_current, 1);
     METRICS_ADD(sessions_total, 1);
     log_debug("session s=%" PRIu64 " accept client=%s", s->id, s->peer);
     /* Sessions over max_sessions still hold a descriptor while their 503 goes out; past
      * accept_limit, new connections wait in the backlog instead of taking descriptors the
      * admitted sessions need for their backends. */
-    if (w->accept_limit != 0 && w->session_count >= w->accept_limit && !w->accept_paused) {
-        w->accept_paused = true;
-        log_warn("gateway at %zu connections: accepting paused until sessions end", w->session_count);
-        if (w->on_accept_pause != NULL)
-            w->on_accept_pause(w, true);
+    size_t accept_limit = atomic_load(&w->group->accept_limit);
+    if (accept_limit != 0 && connections >= accept_limit && !w->accept_paused) {
+        log_warn("gateway at %zu connections: accepting paused until sessions end", connections);
+        worker_pause_accepting(w);
     }
 
     session_admit(s, peer, peer_len);

@@ -3,6 +3,8 @@
 #ifndef WSPLICE_SESSION_H
 #define WSPLICE_SESSION_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include <event2/util.h>
@@ -15,15 +17,22 @@ struct session;
 struct tls_server;
 struct iplimit_table;
 
+/* What every worker's socket for one listener shares: per-IP counts and buckets (under
+ * 'lock') and the pending handshakes. The first worker's listener owns it. */
+struct admission_counts {
+    pthread_mutex_t lock;
+    struct iplimit_table *clients; /* owned; NULL: never tracked */
+    atomic_size_t pending;         /* connections accepted and neither upgraded nor refused yet */
+};
+
 /* What a listener shares with the connections it accepts: its limits and TLS contexts,
  * and the counters its connections keep themselves in. The listener owns it and outlives
  * every session it started. */
 struct session_admission {
     unsigned listener_index;
     struct listener_limits limits;
-    struct tls_server *tls;        /* counted reference; NULL: plain only */
-    struct iplimit_table *clients; /* owned; per-IP counts and buckets. NULL: never tracked */
-    size_t pending;                /* connections accepted and neither upgraded nor refused yet */
+    struct tls_server *tls;          /* counted reference; NULL: plain only */
+    struct admission_counts *counts; /* shared with the other workers' sockets */
 };
 
 /* Take ownership of an accepted connection 'fd' from the listener of 'adm' and start

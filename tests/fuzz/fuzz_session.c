@@ -25,6 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct event_base *base;
 static struct worker worker;
+static struct worker_group group;
+static struct admission_counts counts;
 static struct config *cfg;
 static struct session_admission adm; /* no per-IP table: the peer is always the same */
 static uint64_t backend_bytes;
@@ -81,7 +83,10 @@ fuzz_init(void)
         abort();
     worker.base = base;
     worker.cfg = cfg;
-    worker.max_sessions = 16;
+    worker.group = &group;
+    worker_group_set_limits(&group, 16, 0);
+    pthread_mutex_init(&counts.lock, NULL);
+    adm.counts = &counts; /* no per-IP table: the defaults limit nothing per address */
     adm.limits = cfg->listeners[0].limits;
 }
 
