@@ -33,12 +33,13 @@ OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 BIN  := $(BUILD)/wsplice
 
 # Each unit test links its module, what that needs, and nothing else.
-UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls resolver iplimit
+UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls resolver iplimit webroot
 UNIT_DEPS_ws_frame     := utf8
 UNIT_DEPS_http_upgrade := base64
 UNIT_DEPS_route        := addr
 UNIT_DEPS_tls          := log addr
 UNIT_DEPS_resolver     := log
+UNIT_DEPS_webroot      := http_upgrade base64
 UNIT_TESTS := $(UNIT_MODULES:%=$(BUILD)/unit/test_%)
 
 .PHONY: all clean bench soak testssl test test-now unit integration check valgrind lint format fuzz install uninstall help run deps conf-check
@@ -108,13 +109,15 @@ FUZZ_SECONDS ?= 10
 FUZZ_CC      ?= clang
 FUZZ_FLAGS    = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(INI_RUNTIME) -g -O1 \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc $(PKG_CFLAGS)
-FUZZ_TARGETS := ws_frame http_upgrade utf8 base64 config session
+FUZZ_TARGETS := ws_frame http_upgrade utf8 base64 config session webroot
 FUZZ_SRCS_ws_frame     := src/ws_frame.c src/utf8.c
 FUZZ_SRCS_http_upgrade := src/http_upgrade.c src/base64.c
 FUZZ_SRCS_utf8         := src/utf8.c
 FUZZ_SRCS_base64       := src/base64.c
-FUZZ_SRCS_config       := src/config.c src/route.c src/addr.c src/log.c src/tls.c
+FUZZ_SRCS_config       := src/config.c src/route.c src/addr.c src/log.c src/tls.c src/webroot.c \
+                          src/http_upgrade.c src/base64.c
 FUZZ_SRCS_session      := $(filter-out src/main.c,$(SRCS))
+FUZZ_SRCS_webroot      := src/webroot.c src/http_upgrade.c src/base64.c
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard src/*.c src/*.h)

@@ -13,6 +13,7 @@
 #include <ini.h>
 
 #include "tls.h"
+#include "webroot.h"
 
 #define CONFIG_MAX_LINE  4096 /* longer lines are errors, never split */
 #define SECTION_NAME_MAX 48   /* inih keeps 50 bytes of a section name */
@@ -110,6 +111,10 @@ static const struct option_spec listener_options[] = {
     {"tls_verify_client", OPT_CHOICE, LTLS(verify_client), 0, 0, 0, "none",
      "client certificates: none | optional (checked when sent) | require (else 403)",
      "none|optional|require"},
+    {"web_root", OPT_FILE, FIELD(struct listener_config, web_root), 0, 0, 0, NULL,
+     "directory whose files answer requests without a WebSocket upgrade (GET, HEAD); unset: 426", NULL},
+    {"web_listing", OPT_BOOL, FIELD(struct listener_config, web_listing), 0, 0, 0, "no",
+     "list the files of a directory that has no index.html (else 403)", NULL},
 };
 
 static const struct option_spec listener_limit_options[] = {
@@ -164,6 +169,13 @@ static const struct option_spec route_options[] = {
      "client certificate (PEM chain) to present to the backend", NULL},
     {"target_tls_key", OPT_FILE, FIELD(struct route_config, target_tls_key), 0, 0, 0, NULL,
      "key for target_tls_cert; unset: the cert file holds it", NULL},
+    {"frame_mode", OPT_CHOICE, FIELD(struct route_config, frame_mode), 0, 0, 0, "binary",
+     "binary: backend bytes as binary messages | text: as text messages of valid UTF-8 | lines: each backend "
+     "line one text message, each client message one line (CRLF added)",
+     "binary|text|lines"},
+    {"text_invalid", OPT_CHOICE, FIELD(struct route_config, text_invalid), 0, 0, 0, "replace",
+     "text and lines modes, backend bytes that are not UTF-8: replace (with U+FFFD) | close (1011)",
+     "replace|close"},
 };
 
 static const struct option_spec route_limit_options[] = {
@@ -189,6 +201,9 @@ static const struct option_spec route_limit_options[] = {
      "most concurrent sessions on this route; more get 503. 0 = no route limit", NULL},
     {"max_session_s", OPT_SECONDS, FIELD(struct limits, max_session_ms), 0, MS(30 * 86400), 0, "0",
      "close a session with 1008 this long after its upgrade, however busy; 0 = no limit", NULL},
+    {"max_line_bytes", OPT_BYTES, FIELD(struct limits, max_line_bytes), 1, MIB(16), 0, "64k",
+     "lines mode: longest backend line, its line end not counted; a longer one closes the session with 1009",
+     NULL},
 };
 
 struct option_group {
@@ -982,6 +997,40 @@ config_validate_listener_tls(struct config *cfg, struct listener_config *l, cons
         config_error_at(cfg, cert_line, label, "tls_cert", "%s", err);
 }
 
+/* A web root must be a directory we can open beneath (checked now, so the start fails
+ * with file:line rather than every request with 500). */
+static void
+config_validate_listener_web(struct config *cfg, struct listener_config *l, const struct option_group *lo,
+                             const char *label)
+{
+    int root_line = config_key_line(lo, &l->marks, 0, "web_root");
+    char err[512];
+
+    if (root_line == 0) {
+        int line = config_key_line(lo, &l->marks, 0, "web_listing");
+        if (line > 0)
+            config_error_at(cfg, line, label, "web_listing", "needs web_root in this section");
+        return;
+    }
+    l->webroot = webroot_new(l->web_root, l->web_listing, err, sizeof err);
+    if (l->webroot == NULL)
+        config_error_at(cfg, root_line, label, "web_root", "%s", err);
+}
+
+/* Options of the text modes need a route in one. */
+static void
+config_validate_route_framing(struct config *cfg, const struct route_config *r, const struct option_group *ro,
+                              const struct option_group *rl, const char *label)
+{
+    int line = config_key_line(ro, &r->marks, 0, "text_invalid");
+
+    if (line > 0 && r->frame_mode == ROUTE_FRAME_BINARY)
+        config_error_at(cfg, line, label, "text_invalid", "needs frame_mode = text or lines");
+    line = config_key_line(rl, &r->marks, 1, "max_line_bytes");
+    if (line > 0 && r->frame_mode != ROUTE_FRAME_LINES)
+        config_error_at(cfg, line, label, "max_line_bytes", "needs frame_mode = lines");
+}
+
 static void
 config_validate_route_tls(struct config *cfg, struct route_config *r, const struct option_group *ro,
                           const char *label)
@@ -1049,7 +1098,10 @@ config_validate(struct config *cfg)
 
     if (cfg->listener_count == 0)
         config_error_at(cfg, 0, NULL, NULL, "no [listener:NAME] section: nothing to listen on");
-    if (cfg->route_count == 0)
+    bool serves_files = false;
+    for (size_t i = 0; i < cfg->listener_count; i++)
+        serves_files = serves_files || cfg->listeners[i].web_root != NULL;
+    if (cfg->route_count == 0 && !serves_files)
         config_error_at(cfg, 0, NULL, NULL, "no [route:NAME] section: nothing to proxy to");
     if (cfg->listener_count > ROUTE_MAX_LISTENERS)
         config_error_at(cfg, 0, NULL, NULL, "more than %d listeners", ROUTE_MAX_LISTENERS);
@@ -1069,6 +1121,7 @@ config_validate(struct config *cfg)
         config_check_required(cfg, &lo, l->marks.set[0], l->head.line, "listener", l->head.name);
         config_inherit(&ll, l->marks.set[1], &l->limits, &cfg->listener_defaults);
         config_validate_listener_tls(cfg, l, &lo, llabel);
+        config_validate_listener_web(cfg, l, &lo, llabel);
         if (!(l->marks.set[0] & (UINT64_C(1) << LISTENER_OPT_BIND)))
             continue;
         for (size_t j = 0; j < i; j++) {
@@ -1091,6 +1144,7 @@ config_validate(struct config *cfg)
         config_check_required(cfg, &ro, r->marks.set[0], r->head.line, "route", r->head.name);
         config_inherit(&rl, r->marks.set[1], &r->limits, &cfg->route_defaults);
         config_validate_route_tls(cfg, r, &ro, label);
+        config_validate_route_framing(cfg, r, &ro, &rl, label);
         for (size_t k = 0; k < r->listeners.count; k++)
             if (config_listener_index(cfg, r->listeners.items[k]) < 0)
                 config_error_at(cfg, r->marks.line[0][ROUTE_OPT_LISTENER], label, "listener",
@@ -1140,6 +1194,8 @@ config_build_routes(struct config *cfg)
         r.cert_names = rc->client_cert_names.items;
         r.cert_name_count = rc->client_cert_names.count;
         r.target_tls = rc->target_tls_client;
+        r.frame_mode = (enum route_frame_mode)rc->frame_mode;
+        r.text_invalid = (enum route_text_invalid)rc->text_invalid;
         int rv = route_table_add(cfg->routes, &r);
         free(path);
         if (rv == -1)
@@ -1247,6 +1303,7 @@ config_free(struct config *cfg)
         for (size_t g = 0; g < n; g++)
             config_free_group(&groups[g], bases[g]);
         tls_server_unref(cfg->listeners[i].tls_server);
+        webroot_unref(cfg->listeners[i].webroot);
         free(cfg->listeners[i].head.name);
     }
     free(cfg->listeners);

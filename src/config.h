@@ -72,6 +72,7 @@ struct listener_tls_config {
 
 struct tls_server;
 struct tls_client;
+struct webroot;
 
 struct listener_config {
     struct section_head head;
@@ -79,6 +80,9 @@ struct listener_config {
     struct listener_limits limits;
     struct listener_tls_config tls;
     struct tls_server *tls_server; /* built from 'tls' when it has certificates; owned */
+    char *web_root;                /* directory served to plain HTTP requests; NULL: none */
+    bool web_listing;              /* list directories that have no index.html */
+    struct webroot *webroot;       /* opened from web_root by validation; owned */
     struct option_marks marks;
 };
 
@@ -96,6 +100,8 @@ struct route_config {
     bool target_tls_verify;
     char *target_tls_cert, *target_tls_key; /* client certificate for the backend */
     struct tls_client *target_tls_client;   /* built when target_tls; moves to the route table */
+    uint32_t frame_mode;                    /* enum route_frame_mode */
+    uint32_t text_invalid;                  /* enum route_text_invalid */
     struct option_marks marks;
 };
 

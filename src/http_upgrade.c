@@ -152,6 +152,10 @@ http_record_header(struct http_request *req, const char *name, size_t nlen, cons
     } else if (http_name_is(name, nlen, "connection")) {
         if (http_list_has_token(val, vlen, "upgrade"))
             req->connection_upgrade = true;
+        if (http_list_has_token(val, vlen, "close"))
+            req->connection_close = true;
+        if (http_list_has_token(val, vlen, "keep-alive"))
+            req->connection_keep_alive = true;
     } else if (http_name_is(name, nlen, "sec-websocket-key")) {
         req->key = v;
         req->key_count++;
@@ -168,6 +172,15 @@ http_record_header(struct http_request *req, const char *name, size_t nlen, cons
         req->origin = v;
     } else if (http_name_is(name, nlen, "sec-websocket-extensions")) {
         req->extensions = v;
+    } else if (http_name_is(name, nlen, "if-none-match")) {
+        req->if_none_match = v;
+    } else if (http_name_is(name, nlen, "if-modified-since")) {
+        req->if_modified_since = v;
+    } else if (http_name_is(name, nlen, "transfer-encoding")) {
+        req->has_body = true; /* RFC 9112 §6.3: chunked or not, a body follows */
+    } else if (http_name_is(name, nlen, "content-length")) {
+        if (vlen != 1 || val[0] != '0')
+            req->has_body = true; /* any other value, valid or not, means we cannot find the next head */
     }
 }
 
@@ -405,6 +418,12 @@ http_status_phrase(int status)
     switch (status) {
     case 101:
         return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 301:
+        return "Moved Permanently";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 403:
@@ -415,6 +434,8 @@ http_status_phrase(int status)
         return "Method Not Allowed";
     case 408:
         return "Request Timeout";
+    case 414:
+        return "URI Too Long";
     case 426:
         return "Upgrade Required";
     case 429:
@@ -429,6 +450,8 @@ http_status_phrase(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     }
     return "Error";
 }

@@ -34,16 +34,21 @@ struct http_request {
     struct http_slice path;   /* target up to '?' */
     struct http_slice query;  /* after '?', without it; ptr NULL when absent */
     unsigned version_major, version_minor;
-    struct http_slice host;       /* Host header value */
-    struct http_slice key;        /* Sec-WebSocket-Key */
-    struct http_slice ws_version; /* Sec-WebSocket-Version */
-    struct http_slice origin;     /* Origin */
-    struct http_slice extensions; /* Sec-WebSocket-Extensions (the last one) */
+    struct http_slice host;              /* Host header value */
+    struct http_slice key;               /* Sec-WebSocket-Key */
+    struct http_slice ws_version;        /* Sec-WebSocket-Version */
+    struct http_slice origin;            /* Origin */
+    struct http_slice extensions;        /* Sec-WebSocket-Extensions (the last one) */
+    struct http_slice if_none_match;     /* If-None-Match (the last one) */
+    struct http_slice if_modified_since; /* If-Modified-Since (the last one) */
     unsigned host_count, key_count, ws_version_count;
-    bool has_upgrade;        /* an Upgrade header was sent at all */
-    bool upgrade_websocket;  /* ... and it lists "websocket" */
-    bool connection_upgrade; /* a Connection header lists "upgrade" */
-    bool offers_protocols;   /* a Sec-WebSocket-Protocol header was sent */
+    bool has_upgrade;           /* an Upgrade header was sent at all */
+    bool upgrade_websocket;     /* ... and it lists "websocket" */
+    bool connection_upgrade;    /* a Connection header lists "upgrade" */
+    bool connection_close;      /* ... "close" */
+    bool connection_keep_alive; /* ... "keep-alive" */
+    bool has_body;         /* Transfer-Encoding, or a Content-Length other than 0: a body follows the head */
+    bool offers_protocols; /* a Sec-WebSocket-Protocol header was sent */
     bool offers_binary, offers_base64;
 };
 

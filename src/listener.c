@@ -18,6 +18,7 @@
 #include "log.h"
 #include "session.h"
 #include "tls.h"
+#include "webroot.h"
 
 #define LISTEN_BACKLOG  1024
 #define ACCEPT_RETRY_MS 100
@@ -161,6 +162,10 @@ listener_new(struct worker *w, const struct listener_config *cfg, unsigned index
         l->adm.tls = cfg->tls_server;
         tls_server_ref(l->adm.tls);
     }
+    if (cfg->webroot != NULL) {
+        l->adm.web = cfg->webroot;
+        webroot_ref(l->adm.web);
+    }
     l->name = strdup(cfg->head.name);
     if (l->name == NULL)
         goto fail;
@@ -214,11 +219,15 @@ bound:
     l->retry = evtimer_new(w->base, listener_retry_cb, l);
     if (l->retry == NULL)
         goto fail;
+    char web[LOG_ESCAPE_MAX] = "";
+    if (l->adm.web != NULL)
+        log_escape(web, sizeof web, webroot_dir(l->adm.web), strlen(webroot_dir(l->adm.web)));
     if (l->is_first)
-        log_info("listener name=%s addr=%s listening%s", l->name, l->addr,
+        log_info("listener name=%s addr=%s listening%s%s%s", l->name, l->addr,
                  l->adm.tls == NULL            ? ""
                  : tls_server_only(l->adm.tls) ? " tls=only"
-                                               : " tls=yes");
+                                               : " tls=yes",
+                 l->adm.web != NULL ? " web_root=" : "", web);
     else
         log_debug("listener name=%s addr=%s worker=%u listening", l->name, l->addr, w->index);
     return l;
@@ -250,6 +259,7 @@ listener_free(struct listener *l)
     if (l->retry != NULL)
         event_free(l->retry);
     tls_server_unref(l->adm.tls);
+    webroot_unref(l->adm.web);
     listener_counts_free(l->owned);
     free(l->name);
     free(l);
@@ -282,4 +292,8 @@ listener_update(struct listener *l, const struct listener_config *cfg)
         tls_server_ref(cfg->tls_server);
     tls_server_unref(l->adm.tls); /* sessions mid-handshake hold their own reference */
     l->adm.tls = cfg->tls_server;
+    if (cfg->webroot != NULL)
+        webroot_ref(cfg->webroot);
+    webroot_unref(l->adm.web); /* so do sessions serving files */
+    l->adm.web = cfg->webroot;
 }

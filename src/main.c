@@ -36,6 +36,7 @@ struct options {
     bool check_only;
     bool verbose;
     const char *heartbeat; /* websockify --heartbeat */
+    const char *web;       /* websockify --web: a directory served to plain HTTP requests */
     const char *unix_target;
     const char *cert, *key, *cafile, *ssl_version, *ssl_ciphers; /* websockify's TLS flags */
     bool ssl_only, ssl_target, verify_client;
@@ -74,6 +75,7 @@ usage(FILE *out)
                  "  -h, --help            print this help and exit\n"
                  "  --heartbeat SECONDS   ping clients after SECONDS without traffic (websockify)\n"
                  "  --unix-target PATH    proxy to a unix socket instead of target_addr:target_port\n"
+                 "  --web DIR             serve the files in DIR to requests without a WebSocket upgrade\n"
                  "  --cert FILE           serve wss:// too, with this PEM certificate chain\n"
                  "  --key FILE            its private key (default: in the --cert file)\n"
                  "  --ssl-only            refuse plain ws://\n"
@@ -120,6 +122,7 @@ parse_args(int argc, char **argv, struct options *opt)
         OPT_SSL_CIPHERS,
         OPT_HEALTHCHECK,
         OPT_HEALTHCHECK_STRICT,
+        OPT_WEB,
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -139,6 +142,7 @@ parse_args(int argc, char **argv, struct options *opt)
         {"ssl-ciphers", required_argument, NULL, OPT_SSL_CIPHERS},
         {"healthcheck", required_argument, NULL, OPT_HEALTHCHECK},
         {"healthcheck-strict", required_argument, NULL, OPT_HEALTHCHECK_STRICT},
+        {"web", required_argument, NULL, OPT_WEB},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -191,6 +195,9 @@ parse_args(int argc, char **argv, struct options *opt)
         case OPT_SSL_CIPHERS:
             opt->ssl_ciphers = optarg;
             break;
+        case OPT_WEB:
+            opt->web = optarg;
+            break;
         case OPT_HEALTHCHECK:
         case OPT_HEALTHCHECK_STRICT:
             exit(healthcheck_run(optarg, c == OPT_HEALTHCHECK_STRICT));
@@ -206,7 +213,7 @@ parse_args(int argc, char **argv, struct options *opt)
         if (rest > 0)
             die_usage("with -c, addresses come from the file, not the command line (got '%s')", argv[optind]);
         if (opt->heartbeat || opt->unix_target || opt->cert || opt->key || opt->ssl_only || opt->ssl_target ||
-            opt->verify_client || opt->cafile || opt->ssl_version || opt->ssl_ciphers)
+            opt->verify_client || opt->cafile || opt->ssl_version || opt->ssl_ciphers || opt->web)
             die_usage("%s", "websockify-style flags are for the command-line form; with -c use the INI file");
         return;
     }
@@ -217,7 +224,7 @@ parse_args(int argc, char **argv, struct options *opt)
             "--key, --ssl-only, --verify-client, --cafile, --ssl-version and --ssl-ciphers need --cert");
     if (opt->verify_client && opt->cafile == NULL)
         die_usage("%s", "--verify-client needs --cafile (the CA that signs client certificates)");
-    const char *texts[] = {opt->cert, opt->key, opt->cafile, opt->ssl_ciphers};
+    const char *texts[] = {opt->cert, opt->key, opt->cafile, opt->ssl_ciphers, opt->web};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         if (texts[i] != NULL && strpbrk(texts[i], "\n\r;") != NULL)
             die_usage("a file name or cipher list with a newline or ';' is not supported: '%s'", texts[i]);
@@ -270,6 +277,8 @@ config_text_from_args(const struct options *opt)
     if (opt->heartbeat != NULL)
         fprintf(fp, "ping_interval_s = %s\n", opt->heartbeat);
     fprintf(fp, "[listener:default]\nbind = %s\n", opt->source);
+    if (opt->web != NULL)
+        fprintf(fp, "web_root = %s\n", opt->web);
     if (opt->cert != NULL) {
         fprintf(fp, "tls_cert = %s\n", opt->cert);
         if (opt->key != NULL)

@@ -22,6 +22,20 @@ struct limits {
     uint32_t buffer_bytes;       /* high-water mark of each direction's queue */
     uint32_t max_sessions;       /* concurrent sessions on this route; 0: no limit */
     uint32_t max_session_ms;     /* a session's lifetime from its 101: then close 1008; 0: none */
+    uint32_t max_line_bytes;     /* lines mode: longest backend line, its end not counted (1009 above) */
+};
+
+/* How backend bytes become messages, and client messages bytes. */
+enum route_frame_mode {
+    ROUTE_FRAME_BINARY = 0, /* whatever arrives: one binary message (websockify's framing) */
+    ROUTE_FRAME_TEXT,       /* whatever arrives: one text message of valid UTF-8 */
+    ROUTE_FRAME_LINES,      /* each line one text message; each client message one line */
+};
+
+/* What text and lines modes do with backend bytes that are not UTF-8. */
+enum route_text_invalid {
+    ROUTE_TEXT_REPLACE = 0, /* U+FFFD for each ill-formed sequence */
+    ROUTE_TEXT_CLOSE,       /* close 1011 */
 };
 
 #define ROUTE_ALL_LISTENERS UINT64_MAX
@@ -40,6 +54,8 @@ struct route {
     char **cert_names; /* client certificate allow-list (CN or SAN); NULL: none */
     size_t cert_name_count;
     const struct tls_client *target_tls; /* TLS to the backend; NULL: plain TCP */
+    enum route_frame_mode frame_mode;
+    enum route_text_invalid text_invalid;
 };
 
 struct route_table;

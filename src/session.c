@@ -34,22 +34,26 @@
 #include "route.h"
 #include "tls.h"
 #include "utf8.h"
+#include "webroot.h"
 #include "ws_frame.h"
 
 #define SESSION_MAX_READ         (64 * 1024)  /* one read from the client: about one large frame */
 #define SESSION_MAX_READ_BACKEND (256 * 1024) /* one read from the backend: all of it becomes one frame */
 #define SESSION_MAX_WRITE        (256 * 1024) /* one write() to either side */
 #define SESSION_PEEK_EXTENTS     16
-#define SESSION_PEER_MAX         56         /* "[" IPv6 "]:" port */
-#define BASE64_CHUNK             (3 * 1024) /* raw bytes encoded per step: a multiple of 3 */
-#define SESSION_BUSY_RETRY_S     5          /* Retry-After when a refusal's end cannot be known */
-#define SESSION_REJECT_LINGER_MS 1000       /* how long a refusal at accept waits for the client's EOF */
+#define SESSION_PEER_MAX         56           /* "[" IPv6 "]:" port */
+#define BASE64_CHUNK             (3 * 1024)   /* raw bytes encoded per step: a multiple of 3 */
+#define SESSION_BUSY_RETRY_S     5            /* Retry-After when a refusal's end cannot be known */
+#define SESSION_REJECT_LINGER_MS 1000         /* how long a refusal at accept waits for the client's EOF */
+#define SESSION_WEB_CHUNK        (128 * 1024) /* file bytes queued per step of a web response */
+#define SESSION_WEB_QUEUE        (256 * 1024) /* a web response's queue is refilled up to this */
 
 enum session_state {
     SESSION_HANDSHAKE = 0,
     SESSION_CONNECTING,
     SESSION_OPEN,
     SESSION_CLOSING,
+    SESSION_WEB, /* answering a plain HTTP request from the web root; then HANDSHAKE again */
 };
 
 /* How far one side of the session has got in ending. */
@@ -105,9 +109,13 @@ struct session {
     struct ws_message msg;
     uint8_t utf8_state;
     struct base64_decoder b64;
+    enum route_frame_mode frame_mode; /* the route's, once routed */
+    uint8_t msg_last_byte;            /* lines mode: the client message's last byte so far */
+    size_t line_scanned;              /* lines mode: backend input already searched for '\n' */
 
     uint32_t max_request_bytes, handshake_timeout_ms;
     uint64_t started_ms, state_since_ms, opened_ms, last_data_ms, last_client_ms, ping_sent_ms;
+    uint64_t head_since_ms; /* the request head being read started here: its deadline counts from it */
 
     /* A refusal decided at accept, answered once the connection is set up (plain only). */
     int refuse_status;
@@ -124,6 +132,12 @@ struct session {
     /* Plain sockets, once relaying, are read here in large reads (see session_read_socket);
      * NULL while the bufferevent reads (handshake, TLS). */
     struct event *client_rd, *backend_rd;
+
+    struct webroot *web;          /* counted reference: the listener's web root; NULL: none */
+    struct webroot_body web_body; /* the file of the response in SESSION_WEB */
+    bool web_keep_alive;          /* after this response, read the next request */
+    bool web_answered;            /* a request was answered from the web root */
+    uint64_t web_progress_ms;     /* the response last moved: a stalled client is dropped */
 
     struct evutil_addrinfo *addrs, *next_addr; /* owned: resolved backend addresses */
     struct resolver_query *dns;                /* pending backend name lookup, or NULL */
@@ -189,6 +203,8 @@ session_state_str(enum session_state st)
         return "OPEN";
     case SESSION_CLOSING:
         return "CLOSING";
+    case SESSION_WEB:
+        return "WEB";
     }
     return "?";
 }
@@ -219,7 +235,10 @@ session_arm_timer(struct session *s)
 
     switch (s->state) {
     case SESSION_HANDSHAKE:
-        deadline = s->started_ms + s->handshake_timeout_ms;
+        deadline = s->head_since_ms + s->handshake_timeout_ms;
+        break;
+    case SESSION_WEB:
+        deadline = s->web_progress_ms + s->handshake_timeout_ms;
         break;
     case SESSION_CONNECTING:
         deadline = s->state_since_ms + lim->connect_timeout_ms;
@@ -267,10 +286,11 @@ session_pending_done(struct session *s)
 static void
 session_set_state(struct session *s, enum session_state next)
 {
-    static const bool legal[4][4] = {
-        [SESSION_HANDSHAKE] = {[SESSION_CONNECTING] = true, [SESSION_CLOSING] = true},
+    static const bool legal[5][5] = {
+        [SESSION_HANDSHAKE] = {[SESSION_CONNECTING] = true, [SESSION_CLOSING] = true, [SESSION_WEB] = true},
         [SESSION_CONNECTING] = {[SESSION_OPEN] = true, [SESSION_CLOSING] = true},
         [SESSION_OPEN] = {[SESSION_CLOSING] = true},
+        [SESSION_WEB] = {[SESSION_HANDSHAKE] = true, [SESSION_CLOSING] = true},
     };
 
     assert(legal[s->state][next]);
@@ -368,6 +388,8 @@ session_free(struct session *s)
     if (s->probe_fd >= 0)
         evutil_closesocket(s->probe_fd);
     tls_server_unref(s->tls);
+    webroot_body_cleanup(&s->web_body);
+    webroot_unref(s->web);
     session_dns_abandon(s); /* the lookup frees the ticket when it returns */
     if (s->addrs != NULL)
         evutil_freeaddrinfo(s->addrs);
@@ -669,6 +691,8 @@ session_client_payload(struct session *s, struct evbuffer *in, size_t n)
             session_fail(s, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
             return -1;
         }
+        if (s->frame_mode == ROUTE_FRAME_LINES && len > 0)
+            s->msg_last_byte = p[len - 1];
         done += len;
     }
     if (s->proto == HTTP_SUBPROTOCOL_BASE64) {
@@ -698,6 +722,13 @@ session_client_frame_end(struct session *s)
     } else if (s->msg.opcode == WS_OP_TEXT && s->utf8_state != UTF8_STATE_INIT) {
         session_fail(s, WS_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
         return -1;
+    }
+    if (s->frame_mode == ROUTE_FRAME_LINES && s->backend != NULL && s->backend_phase == SIDE_ACTIVE &&
+        s->msg_last_byte != '\n') {
+        /* Each message is one line: end it with CRLF, or complete a CR it ends with. */
+        const char *end = s->msg_last_byte == '\r' ? "\n" : "\r\n";
+        evbuffer_add(bufferevent_get_output(s->backend), end, strlen(end));
+        s->bytes_up += strlen(end);
     }
     ws_message_end(&s->msg);
     return 0;
@@ -753,6 +784,7 @@ session_client_frames(struct session *s)
         if (h.opcode != WS_OP_CONT) {
             s->utf8_state = UTF8_STATE_INIT;
             base64_decoder_init(&s->b64);
+            s->msg_last_byte = 0;
         }
         evbuffer_drain(in, h.header_len);
         s->in_frame = true;
@@ -799,9 +831,152 @@ session_backend_base64(struct evbuffer *in, struct evbuffer *out, size_t n)
     return evbuffer_commit_space(out, &space, 1);
 }
 
-/* Everything the backend sent so far becomes one message to the client. */
+/* Where the first 'n' bytes of 'in' (valid so far) end inside a code point: how many
+ * bytes of it they hold. */
+static size_t
+session_utf8_tail(struct evbuffer *in, size_t n)
+{
+    uint8_t last[3];
+    size_t k = n < sizeof last ? n : sizeof last;
+    struct evbuffer_ptr pos;
+
+    evbuffer_ptr_set(in, &pos, n - k, EVBUFFER_PTR_SET);
+    evbuffer_copyout_from(in, &pos, last, k);
+    for (size_t i = k; i-- > 0;)
+        if ((last[i] & 0xc0) == 0xc0) /* the lead byte */
+            return k - i;
+    return 0;
+}
+
+/* Check the first 'n' bytes of 'in' as UTF-8 where they lie, or pulled into one piece
+ * when they are spread over many chains. */
+static enum utf8_result
+session_utf8_check(struct evbuffer *in, size_t n)
+{
+    struct evbuffer_iovec vec[SESSION_PEEK_EXTENTS];
+    uint8_t st = UTF8_STATE_INIT;
+    enum utf8_result r = UTF8_OK;
+    int cnt = evbuffer_peek(in, (ev_ssize_t)n, NULL, vec, SESSION_PEEK_EXTENTS);
+    size_t seen = 0;
+
+    if (cnt > SESSION_PEEK_EXTENTS) {
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
+        return p != NULL ? utf8_validate(&st, p, n) : UTF8_INVALID;
+    }
+    for (int i = 0; i < cnt && seen < n && r != UTF8_INVALID; i++) {
+        size_t len = vec[i].iov_len < n - seen ? vec[i].iov_len : n - seen;
+        r = utf8_validate(&st, vec[i].iov_base, len);
+        seen += len;
+    }
+    return r;
+}
+
+/* Move the first 'n' bytes of 'in' (valid UTF-8) to 'out' as one text message. */
 static void
-session_backend_data(struct session *s)
+session_text_message(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    uint8_t hdr[WS_MAX_SERVER_HEADER_LEN];
+
+    evbuffer_add(out, hdr, ws_frame_encode_header(hdr, true, WS_OP_TEXT, n));
+    evbuffer_remove_buffer(in, out, n);
+}
+
+/* Text and lines modes: the first 'n' bytes of 'in' become one text message of valid
+ * UTF-8 (in text mode an empty one is not sent). A code point that 'n' cuts short stays in
+ * 'in' for the next read, unless 'final'. Bytes that are not UTF-8 are replaced with
+ * U+FFFD, or fail the session with 1011 (after the valid text before them, in text mode),
+ * as the route says. Returns the bytes taken from 'in', or -1 if the session failed. */
+static long
+session_send_text(struct session *s, struct evbuffer *in, struct evbuffer *out, size_t n, bool final)
+{
+    enum utf8_result r = session_utf8_check(in, n);
+    struct evbuffer_iovec space;
+    size_t bad, used;
+
+    if (r == UTF8_OK || (r == UTF8_INCOMPLETE && !final)) {
+        size_t take = r == UTF8_OK ? n : n - session_utf8_tail(in, n);
+        if (take > 0 || s->frame_mode == ROUTE_FRAME_LINES)
+            session_text_message(in, out, take);
+        return (long)take;
+    }
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
+    if (p == NULL) {
+        session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return -1;
+    }
+    if (s->route->text_invalid == ROUTE_TEXT_CLOSE) {
+        size_t valid = utf8_valid_prefix(p, n, &bad);
+        if (valid > 0 && s->frame_mode == ROUTE_FRAME_TEXT) {
+            session_text_message(in, out, valid);
+            s->bytes_down += valid;
+        }
+        session_fail(s, WS_CLOSE_INTERNAL_ERROR, "backend sent invalid UTF-8");
+        return -1;
+    }
+    size_t len = utf8_repair(p, n, final, NULL, &used);
+    if (evbuffer_reserve_space(out, (ev_ssize_t)(len + WS_MAX_SERVER_HEADER_LEN), &space, 1) != 1) {
+        session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return -1;
+    }
+    size_t o = ws_frame_encode_header(space.iov_base, true, WS_OP_TEXT, len);
+    utf8_repair(p, n, final, (uint8_t *)space.iov_base + o, &used);
+    space.iov_len = o + len;
+    evbuffer_commit_space(out, &space, 1);
+    evbuffer_drain(in, used);
+    return (long)used;
+}
+
+/* Lines mode: each complete line in 'in' (up to '\n'; a '\r' before it is dropped) becomes
+ * one text message, and so does what is left when the stream ends ('final'). A line over
+ * max_line_bytes fails the session with 1009. */
+static void
+session_backend_lines(struct session *s, struct evbuffer *in, struct evbuffer *out, bool final)
+{
+    size_t max = s->limits->max_line_bytes;
+
+    for (;;) {
+        size_t avail = evbuffer_get_length(in), line, end;
+        struct evbuffer_ptr from, eol;
+        uint8_t cr = 0;
+
+        if (avail == 0)
+            return;
+        /* Search only what came since the last look: a long line arriving in small reads
+         * is scanned once. */
+        evbuffer_ptr_set(in, &from, s->line_scanned, EVBUFFER_PTR_SET);
+        eol = evbuffer_search(in, "\n", 1, &from);
+        if (eol.pos == -1) {
+            s->line_scanned = avail;
+            if (avail > max + 1) /* + 1: room for the '\r' of a CRLF still to come */
+                break;
+            if (!final)
+                return;
+            line = end = avail;
+        } else {
+            line = (size_t)eol.pos;
+            end = line + 1;
+        }
+        s->line_scanned = 0;
+        if (line > 0) {
+            evbuffer_ptr_set(in, &from, line - 1, EVBUFFER_PTR_SET);
+            evbuffer_copyout_from(in, &from, &cr, 1);
+            line -= cr == '\r';
+        }
+        if (line > max)
+            break;
+        if (session_send_text(s, in, out, line, true) < 0)
+            return;
+        evbuffer_drain(in, end - line);
+        s->bytes_down += end;
+    }
+    session_fail(s, WS_CLOSE_TOO_BIG, "backend line longer than max_line_bytes");
+}
+
+/* What the backend sent so far becomes messages to the client: one binary message (or one
+ * base64 text message), or in the text modes as the route says. 'final': the backend's
+ * stream has ended, so nothing held back can be completed any more. */
+static void
+session_backend_relay(struct session *s, bool final)
 {
     struct evbuffer *in = bufferevent_get_input(s->backend);
     size_t n = evbuffer_get_length(in);
@@ -814,6 +989,16 @@ session_backend_data(struct session *s)
         return;
     }
     struct evbuffer *out = bufferevent_get_output(s->client);
+    if (s->frame_mode != ROUTE_FRAME_BINARY) {
+        if (s->frame_mode == ROUTE_FRAME_LINES) {
+            session_backend_lines(s, in, out, final);
+        } else {
+            long took = session_send_text(s, in, out, n, final);
+            s->bytes_down += took > 0 ? (uint64_t)took : 0;
+        }
+        s->last_data_ms = session_now_ms();
+        return;
+    }
     if (s->proto == HTTP_SUBPROTOCOL_BASE64) {
         if (session_backend_base64(in, out, n) == -1) {
             evbuffer_drain(in, n);
@@ -828,12 +1013,96 @@ session_backend_data(struct session *s)
     s->last_data_ms = session_now_ms();
 }
 
+static void
+session_backend_data(struct session *s)
+{
+    session_backend_relay(s, false);
+}
+
 /* ---- callbacks ---- */
 
 static void session_client_read_cb(struct bufferevent *bev, void *arg);
 
+/* ---- static files ---- */
+
+/* Between two requests on a connection that has served files: nothing of the next one
+ * has arrived, so it can end without an answer (as HTTP/1.1 allows for idle connections). */
+static bool
+session_web_idle(const struct session *s)
+{
+    return s->state == SESSION_HANDSHAKE && s->web_answered && s->client != NULL &&
+           evbuffer_get_length(bufferevent_get_input(s->client)) == 0;
+}
+
+/* End a connection that carried only plain HTTP: flush what is queued, then close. */
 static void
-session_handshake(struct session *s)
+session_web_close(struct session *s)
+{
+    session_enter_closing(s);
+    session_client_finish(s);
+}
+
+/* Keep the response's queue filled from its file. Once everything is queued, close the
+ * connection, or go back to reading requests when the queue is short. Returns true when
+ * back in HANDSHAKE with input waiting. */
+static bool
+session_web_pump(struct session *s)
+{
+    struct evbuffer *out = bufferevent_get_output(s->client);
+
+    s->web_progress_ms = session_now_ms();
+    while (s->web_body.has_file && evbuffer_get_length(out) < SESSION_WEB_QUEUE) {
+        if (webroot_body_fill(&s->web_body, out, SESSION_WEB_CHUNK) == -1) {
+            log_warn("web s=%" PRIu64 " client=%s cannot read the file: %s", s->id, s->peer, strerror(errno));
+            s->web_keep_alive = false; /* the body is short: only the connection's end can say so */
+        }
+    }
+    if (!s->web_body.has_file && !s->web_keep_alive) {
+        session_web_close(s);
+        return false;
+    }
+    if (s->web_body.has_file || evbuffer_get_length(out) > SESSION_WEB_QUEUE - SESSION_WEB_CHUNK) {
+        session_arm_timer(s);
+        return false; /* session_client_write_cb comes back as the queue drains */
+    }
+    bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+    s->head_since_ms = session_now_ms();
+    session_set_state(s, SESSION_HANDSHAKE);
+    bufferevent_enable(s->client, EV_READ);
+    return evbuffer_get_length(bufferevent_get_input(s->client)) > 0;
+}
+
+/* Answer a request without a WebSocket upgrade from the web root. Returns what
+ * session_web_pump() returns. */
+static bool
+session_web_request(struct session *s, const struct http_request *req)
+{
+    struct webroot_reply reply;
+    char method[LOG_ESCAPE_MAX], path[LOG_ESCAPE_MAX];
+
+    webroot_answer(s->web, req, bufferevent_get_output(s->client), &reply);
+    /* The path only: query strings carry passwords and tokens (noVNC's ?password=). */
+    log_info("web s=%" PRIu64 " client=%s method=%s path=%s status=%d bytes=%" PRIu64, s->id, s->peer,
+             log_escape(method, sizeof method, req->method.ptr, req->method.len),
+             log_escape(path, sizeof path, req->path.ptr, req->path.len), reply.status, reply.body_len);
+    METRICS_ADD(web_requests, 1);
+    METRICS_ADD(web_bytes, reply.body_len);
+    evbuffer_drain(bufferevent_get_input(s->client), req->head_len); /* 'req' pointed into it */
+    s->web_answered = true;
+    s->web_body = reply.body;
+    s->web_keep_alive = reply.keep_alive && !s->worker->draining;
+    /* A pipelined request waits in the input until this response is queued. */
+    bufferevent_disable(s->client, EV_READ);
+    bufferevent_setwatermark(s->client, EV_WRITE, SESSION_WEB_QUEUE - SESSION_WEB_CHUNK, 0);
+    bufferevent_set_max_single_write(s->client, SESSION_MAX_WRITE);
+    session_set_state(s, SESSION_WEB);
+    return session_web_pump(s);
+}
+
+/* Read one request head and act on it. Returns true when it was answered from the web
+ * root and the connection is ready for the next request, which has begun to arrive. */
+static bool
+session_request(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->client);
     size_t len = evbuffer_get_length(in);
@@ -845,24 +1114,27 @@ session_handshake(struct session *s)
     char path[LOG_ESCAPE_MAX], host[LOG_ESCAPE_MAX], origin[LOG_ESCAPE_MAX];
 
     if (pr == HTTP_PARSE_NEED_MORE)
-        return;
+        return false;
+    s->is_head = false; /* until this head says otherwise; a kept connection's last may have been */
     if (pr == HTTP_PARSE_TOO_BIG) {
         session_reject(s, 431, http_parse_result_str(pr));
-        return;
+        return false;
     }
     if (pr != HTTP_PARSE_OK) {
         session_reject(s, 400, http_parse_result_str(pr));
-        return;
+        return false;
     }
-    verdict = http_upgrade_validate(&req);
     s->is_head = req.method.len == 4 && memcmp(req.method.ptr, "HEAD", 4) == 0;
+    if (s->web != NULL && !req.upgrade_websocket)
+        return session_web_request(s, &req);
+    verdict = http_upgrade_validate(&req);
     log_debug("session s=%" PRIu64 " request path=%s host=%s origin=%s verdict=%d", s->id,
               log_escape(path, sizeof path, req.path.ptr, req.path.len),
               log_escape(host, sizeof host, req.host.ptr, req.host.len),
               log_escape(origin, sizeof origin, req.origin.ptr, req.origin.len), (int)verdict);
     if (verdict != HTTP_UPGRADE_OK) {
         session_reject(s, http_upgrade_verdict_status(verdict), http_upgrade_verdict_str(verdict));
-        return;
+        return false;
     }
     s->route =
         route_lookup(s->routes, s->listener_index, req.host.ptr, req.host.len, req.path.ptr, req.path.len);
@@ -871,7 +1143,7 @@ session_handshake(struct session *s)
                  log_escape(path, sizeof path, req.path.ptr, req.path.len),
                  log_escape(host, sizeof host, req.host.ptr, req.host.len));
         session_reject(s, 404, "no route for this path");
-        return;
+        return false;
     }
     s->limits = &s->route->limits;
     if (s->tls != NULL || s->route->cert_name_count > 0) {
@@ -884,24 +1156,36 @@ session_handshake(struct session *s)
             log_info("session s=%" PRIu64 " client certificate refused client=%s route=%s", s->id, s->peer,
                      s->route->name);
             session_reject(s, 403, deny);
-            return;
+            return false;
         }
     }
     if (!route_session_acquire(s->routes, s->route)) {
         session_refuse(s, 503, "route at its session limit", SESSION_BUSY_RETRY_S);
-        return;
+        return false;
     }
     s->route_counted = true;
     if (http_upgrade_accept_key(req.key.ptr, req.key.len, s->accept) == -1) {
         session_reject(s, 500, "cannot compute the accept key");
-        return;
+        return false;
     }
-    s->proto = http_upgrade_choose_subprotocol(&req);
+    /* binary and base64 are websockify's framings of raw bytes; a route in a text mode has
+     * its own, so it never agrees to them (the client may still go on without one). */
+    s->frame_mode = s->route->frame_mode;
+    s->proto =
+        s->frame_mode == ROUTE_FRAME_BINARY ? http_upgrade_choose_subprotocol(&req) : HTTP_SUBPROTOCOL_NONE;
     evbuffer_drain(in, req.head_len);
     /* Frames the client sends early wait in the input buffer until the 101 is out. */
     session_set_read(s->client, s->client_rd, false);
     session_set_state(s, SESSION_CONNECTING);
     session_connect_next(s);
+    return false;
+}
+
+static void
+session_handshake(struct session *s)
+{
+    while (session_request(s))
+        ; /* pipelined requests, one at a time */
 }
 
 static void
@@ -919,6 +1203,7 @@ session_client_read_cb(struct bufferevent *bev, void *arg)
         session_handshake(s);
         return;
     case SESSION_CONNECTING:
+    case SESSION_WEB:
         return;
     case SESSION_OPEN:
     case SESSION_CLOSING:
@@ -936,6 +1221,11 @@ session_client_write_cb(struct bufferevent *bev, void *arg)
     if (s->client_phase == SIDE_FLUSH) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
             session_client_shutdown(s);
+        return;
+    }
+    if (s->state == SESSION_WEB) {
+        if (session_web_pump(s))
+            session_handshake(s);
         return;
     }
     session_update_flow(s);
@@ -960,8 +1250,9 @@ session_client_event_cb(struct bufferevent *bev, short what, void *arg)
     if (s->state == SESSION_OPEN || (s->state == SESSION_CLOSING && s->client_phase == SIDE_ACTIVE)) {
         session_note_close(s, WS_CLOSE_ABNORMAL, BY_CLIENT,
                            (what & BEV_EVENT_ERROR) ? "client connection reset" : "client closed TCP");
-    } else if (s->state == SESSION_HANDSHAKE) {
-        log_debug("session s=%" PRIu64 " client left during handshake", s->id);
+    } else if (s->state == SESSION_HANDSHAKE || s->state == SESSION_WEB) {
+        log_debug("session s=%" PRIu64 " client left during %s", s->id,
+                  s->state == SESSION_WEB ? "a web response" : "handshake");
     }
     bool relaying = s->backend != NULL && s->backend_phase == SIDE_ACTIVE && s->state != SESSION_CONNECTING;
     if (relaying)
@@ -1295,9 +1586,12 @@ session_backend_event_cb(struct bufferevent *bev, short what, void *arg)
     /* The backend ended while relaying: every byte it sent goes out before the close. */
     if (what & BEV_EVENT_WRITING)
         session_read_remaining(bev, s->backend_rd, s, session_backend_data);
-    session_backend_data(s);
+    if (what & BEV_EVENT_EOF)
+        s->backend_eof = true; /* before the last data: if it fails the session, no EOF is awaited */
+    session_backend_relay(s, true);
+    if (s->backend_phase != SIDE_ACTIVE)
+        return; /* the last bytes failed the session (text modes): it is closing already */
     if (what & BEV_EVENT_EOF) {
-        s->backend_eof = true;
         session_note_close(s, WS_CLOSE_NORMAL, BY_BACKEND, "backend closed");
         session_send_close(s, WS_CLOSE_NORMAL, "backend closed");
         session_enter_closing(s);
@@ -1430,7 +1724,18 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
             session_free(s);
             return;
         }
+        if (session_web_idle(s)) {
+            log_debug("session s=%" PRIu64 " idle keep-alive connection closed", s->id);
+            session_web_close(s);
+            return;
+        }
         session_reject(s, 408, "request head not received in time");
+        return;
+    case SESSION_WEB:
+        if (now < s->web_progress_ms + s->handshake_timeout_ms)
+            break;
+        log_info("web s=%" PRIu64 " client=%s stopped reading the response: closing", s->id, s->peer);
+        session_free(s);
         return;
     case SESSION_CONNECTING:
         if (now < s->state_since_ms + lim->connect_timeout_ms)
@@ -1639,11 +1944,15 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
     s->listener_index = (uint8_t)adm->listener_index;
     s->max_request_bytes = adm->limits.max_request_bytes;
     s->handshake_timeout_ms = adm->limits.handshake_timeout_ms;
-    s->started_ms = s->state_since_ms = session_now_ms();
+    s->started_ms = s->state_since_ms = s->head_since_ms = session_now_ms();
     s->routes = w->cfg->routes;
     route_table_ref(s->routes);
     s->limits = route_table_defaults(s->routes);
     s->probe_fd = fd;
+    if (adm->web != NULL) {
+        s->web = adm->web;
+        webroot_ref(adm->web);
+    }
     addr_format_sockaddr(peer, peer_len, s->peer, sizeof s->peer);
     event_assign(&s->timer, w->base, -1, 0, session_timer_cb, s);
 
@@ -1700,8 +2009,17 @@ session_drain_all(struct worker *w)
         struct session *next = s->next; /* 's' may be freed below */
         switch (s->state) {
         case SESSION_HANDSHAKE:
+            if (session_web_idle(s)) {
+                session_web_close(s);
+                break;
+            }
+            session_reject(s, 503, "server shutting down");
+            break;
         case SESSION_CONNECTING:
             session_reject(s, 503, "server shutting down");
+            break;
+        case SESSION_WEB:
+            s->web_keep_alive = false; /* this response goes out whole, then the connection ends */
             break;
         case SESSION_OPEN:
             session_close_gracefully(s, WS_CLOSE_GOING_AWAY, "server shutting down");

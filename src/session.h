@@ -16,6 +16,7 @@ struct session;
 
 struct tls_server;
 struct iplimit_table;
+struct webroot;
 
 /* What every worker's socket for one listener shares: per-IP counts and buckets (under
  * 'lock') and the pending handshakes. The first worker's listener owns it. */
@@ -32,6 +33,7 @@ struct session_admission {
     unsigned listener_index;
     struct listener_limits limits;
     struct tls_server *tls;          /* counted reference; NULL: plain only */
+    struct webroot *web;             /* counted reference; NULL: no static files */
     struct admission_counts *counts; /* shared with the other workers' sockets */
 };
 
@@ -39,7 +41,9 @@ struct session_admission {
  * reading its upgrade request, unless a limit refuses it: then a plain connection gets
  * 429 or 503 (with Retry-After), and on a TLS listener it is closed at once. With
  * adm->tls (the session takes a reference) the first byte decides between TLS and plain.
- * On any failure the fd is closed and the reason logged. */
+ * With adm->web (the session takes a reference) requests without a WebSocket upgrade are
+ * answered from it, and the connection may carry several of them before an upgrade. On
+ * any failure the fd is closed and the reason logged. */
 void session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, socklen_t peer_len,
                    struct session_admission *adm);
 

@@ -1,5 +1,6 @@
 /* utf8.c - incremental UTF-8 validator: a byte-class table and a small state machine,
- * with an 8-bytes-at-a-time fast path over ASCII. Not a decoder. */
+ * with an 8-bytes-at-a-time fast path over ASCII; the same machine finds where bytes stop
+ * being valid, to repair them. Not a decoder. */
 #include "utf8.h"
 
 #include <string.h>
@@ -95,36 +96,97 @@ static const uint8_t transitions[S_COUNT][C_COUNT] = {
 };
 #undef R
 
-enum utf8_result
-utf8_validate(uint8_t *state, const uint8_t *buf, size_t len)
+/* Skip whole words of ASCII from 'i'. */
+static size_t
+utf8_skip_ascii(const uint8_t *buf, size_t len, size_t i)
 {
-    uint8_t st = *state;
-    size_t i = 0;
+    while (len - i >= 8) {
+        uint64_t w;
+        memcpy(&w, buf + i, sizeof w);
+        if (w & UINT64_C(0x8080808080808080))
+            break;
+        i += 8;
+    }
+    return i;
+}
+
+/* Run the machine from state 'st' over buf[*pos..len) until the end or a rejected byte,
+ * which '*pos' is left at. '*seq_start' gets where the last sequence began. Returns the
+ * state reached. */
+static uint8_t
+utf8_run(uint8_t st, const uint8_t *buf, size_t len, size_t *pos, size_t *seq_start)
+{
+    size_t i = *pos;
 
     while (i < len) {
         if (st == S_ACCEPT) {
-            /* Fast path: skip whole words of ASCII. */
-            while (len - i >= 8) {
-                uint64_t w;
-                memcpy(&w, buf + i, sizeof w);
-                if (w & UINT64_C(0x8080808080808080))
-                    break;
-                i += 8;
-            }
+            i = utf8_skip_ascii(buf, len, i);
+            *seq_start = i;
             if (i == len)
                 break;
         }
         st = transitions[st][class_table[buf[i]]];
-        if (st == S_REJECT) {
-            *state = st;
-            return UTF8_INVALID;
-        }
+        if (st == S_REJECT)
+            break;
         i++;
     }
+    *pos = i;
+    return st;
+}
+
+enum utf8_result
+utf8_validate(uint8_t *state, const uint8_t *buf, size_t len)
+{
+    size_t pos = 0, start = 0;
+    uint8_t st = *state == S_REJECT ? S_REJECT : utf8_run(*state, buf, len, &pos, &start);
+
     *state = st;
     if (st == S_REJECT)
-        return UTF8_INVALID; /* an earlier call saw an invalid sequence */
+        return UTF8_INVALID; /* here, or an earlier call saw an invalid sequence */
     return st == S_ACCEPT ? UTF8_OK : UTF8_INCOMPLETE;
+}
+
+size_t
+utf8_valid_prefix(const uint8_t *buf, size_t len, size_t *bad_len)
+{
+    size_t pos = 0, start = 0;
+    uint8_t st = utf8_run(S_ACCEPT, buf, len, &pos, &start);
+
+    *bad_len = 0;
+    if (st == S_REJECT) {
+        /* The sequence's bytes that could still have been valid form the subpart; the
+         * byte that broke it may start the next sequence. A lone bad byte is its own. */
+        *bad_len = pos > start ? pos - start : 1;
+        return start;
+    }
+    return st == S_ACCEPT ? len : start;
+}
+
+size_t
+utf8_repair(const uint8_t *in, size_t len, bool final, uint8_t *out, size_t *consumed)
+{
+    size_t i = 0, o = 0;
+
+    while (i < len) {
+        size_t bad, ok = utf8_valid_prefix(in + i, len - i, &bad);
+        if (out != NULL)
+            memcpy(out + o, in + i, ok);
+        i += ok;
+        o += ok;
+        if (i == len)
+            break;
+        if (bad == 0) { /* cut short by the end */
+            if (!final)
+                break;
+            bad = len - i;
+        }
+        if (out != NULL)
+            memcpy(out + o, UTF8_REPLACEMENT, UTF8_REPLACEMENT_LEN);
+        o += UTF8_REPLACEMENT_LEN;
+        i += bad;
+    }
+    *consumed = i;
+    return o;
 }
 
 const char *

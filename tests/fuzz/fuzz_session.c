@@ -1,13 +1,16 @@
 /* fuzz_session.c - the client's byte stream through the whole session state machine:
  * handshake, routing, backend connect, frame relay and close ordering. The client is one
  * end of a socketpair; the backend is a real unix socket in this process that swallows
- * what it gets. Each input must end its session without leaks or sanitizer errors. */
+ * what it gets. The listener has a web root, so requests without an upgrade are answered
+ * from files (keep-alive, pipelining, an upgrade after them). Each input must end its
+ * session without leaks or sanitizer errors. */
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -55,14 +58,16 @@ backend_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockadd
     struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     bufferevent_setcb(bev, backend_read_cb, NULL, backend_event_cb, NULL);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
-    /* Some bytes the other way, so backend-to-client framing runs too. */
-    bufferevent_write(bev, "RFB 003.008\n", 12);
+    /* Some bytes the other way, so backend-to-client framing runs too: whole and broken
+     * lines, and UTF-8 that is cut short, then invalid. */
+    bufferevent_write(bev, "RFB 003.008\n:irc PRIVMSG #c :caf\xc3\xa9\r\npartial \xe2\x82", 41);
+    bufferevent_write(bev, "\xac \xff\r\n", 6);
 }
 
 static void
 fuzz_init(void)
 {
-    static char text[512];
+    static char text[1024];
     struct sockaddr_un un = {.sun_family = AF_UNIX};
 
     log_level_current = getenv("FUZZ_LOG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR;
@@ -72,12 +77,31 @@ fuzz_init(void)
     if (evconnlistener_new_bind(base, backend_accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE, 64, (struct sockaddr *)&un,
                                 sizeof un) == NULL)
         abort();
+    /* A web root with a page, a file larger than one queued chunk, and a directory to list. */
+    static char web[] = "/tmp/wsplice-fuzz-web-XXXXXX";
+    char path[sizeof web + 32];
+    if (mkdtemp(web) == NULL)
+        abort();
+    snprintf(path, sizeof path, "%s/sub", web);
+    mkdir(path, 0755);
+    static const char *const files[] = {"index.html", "big.bin", "sub/a.js"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", web, files[i]);
+        FILE *f = fopen(path, "w");
+        if (f == NULL)
+            abort();
+        for (int k = 0; k < (i == 1 ? 40000 : 1); k++)
+            fputs("<p>wsplice fuzz</p>\n", f);
+        fclose(f);
+    }
     snprintf(text, sizeof text,
              "[gateway]\nclose_timeout_s = 0.05\nconnect_timeout_s = 0.5\nping_interval_s = 0\n"
-             "max_frame_bytes = 65536\nmax_message_bytes = 131072\n"
-             "[listener:f]\nbind = 127.0.0.1:1\n"
-             "[route:r]\npath = /*\ntarget = unix:%s\n",
-             un.sun_path);
+             "max_frame_bytes = 65536\nmax_message_bytes = 131072\nhandshake_timeout_s = 0.2\n"
+             "[listener:f]\nbind = 127.0.0.1:1\nweb_root = %s\nweb_listing = yes\n"
+             "[route:r]\npath = /*\ntarget = unix:%s\n"
+             "[route:lines]\npath = /lines\ntarget = unix:%s\nframe_mode = lines\nmax_line_bytes = 64\n"
+             "[route:text]\npath = /text\ntarget = unix:%s\nframe_mode = text\ntext_invalid = close\n",
+             web, un.sun_path, un.sun_path, un.sun_path);
     cfg = config_load_string(text, "fuzz");
     if (cfg == NULL || cfg->error_count != 0)
         abort();
@@ -103,6 +127,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == -1)
         abort();
     peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    adm.web = cfg->listeners[0].webroot;
     session_start(&worker, sv[0], (struct sockaddr *)&peer, sizeof peer, &adm);
     /* Feed the input while the loop runs, then end the client's side. */
     for (int spins = 0; off < size && spins < 10000; spins++) {

@@ -1,8 +1,10 @@
 /* fuzz_utf8.c - the incremental validator against a plain reference decoder, with the
- * input split at a fuzzer-chosen point (code points cross the split). */
+ * input split at a fuzzer-chosen point (code points cross the split); and the repair:
+ * always valid output, and the same whether done whole or in two pieces. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "utf8.h"
 
@@ -76,5 +78,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int want = reference(s, n);
     if ((want == 1 && r != UTF8_OK) || (want == 0 && r != UTF8_INVALID) || (want == -1 && r != UTF8_INCOMPLETE))
         abort();
+
+    uint8_t *whole = malloc(3 * n + 1), *pieces = malloc(3 * n + 1);
+    size_t c, c1, c2;
+    size_t len = utf8_repair(s, n, true, whole, &c);
+    st = UTF8_STATE_INIT;
+    if (c != n || utf8_validate(&st, whole, len) != UTF8_OK || (want == 1 && (len != n || memcmp(whole, s, n))))
+        abort();
+    size_t l1 = utf8_repair(s, split, false, pieces, &c1);
+    size_t l2 = utf8_repair(s + c1, n - c1, true, pieces + l1, &c2);
+    if (c1 + c2 != n || l1 + l2 != len || memcmp(pieces, whole, len) != 0)
+        abort();
+    free(whole);
+    free(pieces);
     return 0;
 }

@@ -739,6 +739,48 @@ test_strings(void)
     }
 }
 
+/* ---- what a static-file request needs: conditionals, connection reuse, bodies ---- */
+
+static void
+test_plain_request_fields(void)
+{
+    static const struct {
+        const char *head;
+        bool close, keep_alive, has_body;
+        const char *inm, *ims;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false, false, false, NULL, NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", true, false, false, NULL, NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, Upgrade\r\n\r\n", false, true, false, NULL,
+         NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: x, CLOSE\r\n\r\n", true, false, false, NULL, NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n", false, false, false, NULL, NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", false, false, false, NULL, NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", false, false, true, NULL, NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 00\r\n\r\n", false, false, true, NULL, NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n", false, false, true, NULL, NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", false, false, true, NULL, NULL},
+        {"GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: W/\"x\", \"y\"\r\n"
+         "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+         false, false, false, "W/\"x\", \"y\"", "Sun, 06 Nov 1994 08:49:37 GMT"},
+    };
+    struct http_request req;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(http_upgrade_parse(cases[i].head, strlen(cases[i].head), MAX_HEAD, &req) == HTTP_PARSE_OK);
+        CHECK(req.connection_close == cases[i].close);
+        CHECK(req.connection_keep_alive == cases[i].keep_alive);
+        CHECK(req.has_body == cases[i].has_body);
+        CHECK(slice_is(req.if_none_match, cases[i].inm));
+        CHECK(slice_is(req.if_modified_since, cases[i].ims));
+        CHECK(!req.upgrade_websocket);
+    }
+    CHECK(strcmp(http_status_phrase(304), "Not Modified") == 0);
+    CHECK(strcmp(http_status_phrase(301), "Moved Permanently") == 0);
+    CHECK(strcmp(http_status_phrase(505), "HTTP Version Not Supported") == 0);
+    CHECK(strcmp(http_status_phrase(414), "URI Too Long") == 0);
+}
+
 int
 main(void)
 {
@@ -751,5 +793,6 @@ main(void)
     test_format_error();
     test_list_has_token();
     test_strings();
+    test_plain_request_fields();
     return check_report();
 }

@@ -444,6 +444,101 @@ test_strings(void)
     CHECK(strcmp(utf8_result_str(UTF8_INCOMPLETE), "unknown") != 0);
 }
 
+/* ---- repair: each maximal ill-formed subpart becomes one U+FFFD ---- */
+
+#define R UTF8_REPLACEMENT
+
+static void
+test_repair_vectors(void)
+{
+    static const struct {
+        const char *in, *out;
+    } repairs[] = {
+        {"", ""},
+        {"plain ascii", "plain ascii"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        /* Unicode §3.9, table 3-8: a, F1 80 80, E1 80, C2, b, 80, c, 80, BF, d */
+        {"a\xf1\x80\x80\xe1\x80\xc2"
+         "b\x80"
+         "c\x80\xbf"
+         "d",
+         "a" R R R "b" R "c" R R "d"},
+        {"\xed\xa0\x80", R R R}, /* a surrogate: ED then A0 is already wrong */
+        {"\xf0\x80\x80", R R R}, /* overlong: F0 then 80 is wrong */
+        {"\xc0\xaf", R R},       /* C0 is never valid */
+        {"\xe0\x80", R R},
+        {"\xf4\x90\x80\x80", R R R R}, /* above U+10FFFF */
+        {"\xff\xfe", R R},
+        {"x\xe2\x82", "x" R}, /* cut short at the end (final): one replacement */
+        {"\xf0\x9f\x98", R},
+        {"\xe2\x82"
+         "x",
+         R "x"}, /* cut short by an ASCII byte */
+        {"\xe2\x82\xe2\x82\xac", R "\xe2\x82\xac"},
+        {"\x80\x80\x80", R R R},                        /* lone continuation bytes, one each */
+        {"abcdefghijklmnop\x80", "abcdefghijklmnop" R}, /* past the ASCII fast path */
+    };
+    uint8_t out[256];
+
+    for (size_t i = 0; i < sizeof repairs / sizeof repairs[0]; i++) {
+        size_t len = strlen(repairs[i].in), consumed = 99;
+        size_t n = utf8_repair((const uint8_t *)repairs[i].in, len, true, out, &consumed);
+        bool ok = n == strlen(repairs[i].out) && memcmp(out, repairs[i].out, n) == 0 && consumed == len;
+        CHECK(ok);
+        if (!ok)
+            fprintf(stderr, "  repair case %zu: %zu bytes out\n", i, n);
+        /* Measuring gives the same length as writing. */
+        CHECK(utf8_repair((const uint8_t *)repairs[i].in, len, true, NULL, &consumed) == n);
+    }
+}
+
+static void
+test_valid_prefix(void)
+{
+    size_t bad = 99;
+
+    CHECK(utf8_valid_prefix((const uint8_t *)"abc", 3, &bad) == 3 && bad == 0);
+    CHECK(utf8_valid_prefix((const uint8_t *)"ab\xe2\x82", 4, &bad) == 2 && bad == 0);  /* cut short */
+    CHECK(utf8_valid_prefix((const uint8_t *)"ab\xe2\x82x", 5, &bad) == 2 && bad == 2); /* broken */
+    CHECK(utf8_valid_prefix((const uint8_t *)"ab\x80x", 4, &bad) == 2 && bad == 1);
+    CHECK(utf8_valid_prefix((const uint8_t *)"\xf4\x90", 2, &bad) == 0 && bad == 1);
+    CHECK(utf8_valid_prefix((const uint8_t *)"", 0, &bad) == 0 && bad == 0);
+}
+
+/* Random bytes: the output is always valid, valid input comes out unchanged, and repairing
+ * in two pieces (the first not final) gives what repairing the whole does. */
+static void
+test_repair_properties(void)
+{
+    uint8_t in[64], out[3 * 64], whole[3 * 64];
+    int bad_valid = 0, bad_split = 0, bad_same = 0;
+
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t len = prng() % sizeof in;
+        for (size_t i = 0; i < len; i++) {
+            uint32_t r = prng();
+            /* Mostly bytes that take part in sequences, so near-misses are common. */
+            in[i] = (uint8_t)(r % 4 == 0 ? r >> 8
+                                         : (r % 4 == 1 ? 0x80 | (r >> 8 & 0x3f) : 0xc0 | (r >> 8 & 0x3f)));
+        }
+        size_t consumed, n = utf8_repair(in, len, true, whole, &consumed);
+        if (consumed != len || validate_once(whole, n) != UTF8_OK)
+            bad_valid++;
+        if (validate_once(in, len) == UTF8_OK && (n != len || memcmp(in, whole, len) != 0))
+            bad_same++;
+        size_t cut = len ? prng() % (len + 1) : 0, c1, c2;
+        size_t n1 = utf8_repair(in, cut, false, out, &c1);
+        size_t n2 = utf8_repair(in + c1, len - c1, true, out + n1, &c2);
+        if (c1 + c2 != len || n1 + n2 != n || memcmp(out, whole, n) != 0)
+            bad_split++;
+    }
+    CHECK(bad_valid == 0);
+    CHECK(bad_same == 0);
+    CHECK(bad_split == 0);
+}
+
+#undef R
+
 int
 main(void)
 {
@@ -453,5 +548,8 @@ main(void)
     test_sticky_invalid();
     test_random();
     test_strings();
+    test_valid_prefix();
+    test_repair_vectors();
+    test_repair_properties();
     return check_report();
 }
