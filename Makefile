@@ -33,16 +33,17 @@ OBJS := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 BIN  := $(BUILD)/wsplice
 
 # Each unit test links its module, what that needs, and nothing else.
-UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls webroot
+UNIT_MODULES := addr base64 utf8 ws_frame http_upgrade route tls resolver iplimit webroot
 UNIT_DEPS_ws_frame     := utf8
 UNIT_DEPS_http_upgrade := base64
 UNIT_DEPS_route        := addr
 UNIT_DEPS_tls          := log addr
+UNIT_DEPS_resolver     := log
 UNIT_DEPS_webroot      := http_upgrade base64
 UNIT_TESTS := $(UNIT_MODULES:%=$(BUILD)/unit/test_%)
 
-.PHONY: all clean bench soak testssl test test-now unit integration e2e e2e-now demo check lint format fuzz install \
-        uninstall help run deps conf-check
+.PHONY: all clean bench soak testssl test test-now unit integration e2e e2e-now demo check valgrind lint format \
+        fuzz install uninstall help run deps conf-check
 
 all: $(BIN)
 
@@ -76,7 +77,7 @@ conf-check: $(BIN)
 # Browser tests: Debian's Chromium (playwright-core from tests/e2e/package-lock.json) against
 # the real binary, ngircd and Xvnc on loopback; screenshots and logs in tests/e2e/out/.
 e2e:
-	$(Q).ci/install-deps --missing
+	$(Q).ci/install-deps --missing e2e
 	$(Q)$(MAKE) --no-print-directory e2e-now
 
 e2e-now: $(BIN)
@@ -84,7 +85,7 @@ e2e-now: $(BIN)
 
 # The chat demo: ngircd and wsplice on loopback with conf/demo/; Ctrl-C stops both.
 demo:
-	$(Q).ci/install-deps --missing
+	$(Q).ci/install-deps --missing demo
 	$(Q)$(MAKE) --no-print-directory $(BIN)
 	$(Q)conf/demo/run-demo.sh $(BIN)
 
@@ -92,7 +93,7 @@ demo:
 # last line is the summary.
 # Missing packages are installed first; a sub-make then sees their pkg-config flags.
 test:
-	$(Q).ci/install-deps --missing
+	$(Q).ci/install-deps --missing test
 	$(Q)$(MAKE) --no-print-directory test-now
 
 test-now: $(BIN) $(UNIT_TESTS)
@@ -101,9 +102,16 @@ test-now: $(BIN) $(UNIT_TESTS)
 # ASan keeps freed memory in a 256 MB quarantine by default, which would swamp the tests'
 # memory bounds; 16 MB still catches use-after-free of recent frees.
 check:
+	$(Q).ci/install-deps --missing check
 	$(Q)ASAN_OPTIONS=quarantine_size_mb=16:detect_leaks=1 $(MAKE) --no-print-directory BUILD=build/san \
 		SANITIZE=address,undefined WERROR=1 CFLAGS="-O1 -g" test
+	$(Q)$(MAKE) --no-print-directory BUILD=build/valgrind WERROR=1 CFLAGS="-O1 -g" valgrind
 	$(Q)$(MAKE) --no-print-directory lint
+
+# The core integration cases (tests/valgrind_cases.txt) with the gateway under valgrind
+# memcheck; ASan builds cannot run under valgrind, so this is a plain build.
+valgrind: $(BIN)
+	$(Q)tests/run_valgrind.sh $(BIN) $(PYTHON) $(PYTEST_ARGS)
 
 lint:
 	$(Q)clang-format --dry-run -Werror src/*.c src/*.h tests/unit/*.c tests/unit/*.h
@@ -125,7 +133,7 @@ FUZZ_SRCS_utf8         := src/utf8.c
 FUZZ_SRCS_base64       := src/base64.c
 FUZZ_SRCS_config       := src/config.c src/route.c src/addr.c src/log.c src/tls.c src/webroot.c \
                           src/http_upgrade.c src/base64.c
-FUZZ_SRCS_session      := $(filter-out src/main.c src/listener.c,$(SRCS))
+FUZZ_SRCS_session      := $(filter-out src/main.c,$(SRCS))
 FUZZ_SRCS_webroot      := src/webroot.c src/http_upgrade.c src/base64.c
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
@@ -138,7 +146,7 @@ fuzz: $(FUZZ_BINS)
 	$(Q)tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 run:
-	$(Q).ci/install-deps --missing
+	$(Q).ci/install-deps --missing build
 	$(Q)$(MAKE) --no-print-directory $(BIN)
 	$(BIN) -c conf/wsplice.ini
 
@@ -180,7 +188,8 @@ help:
 	@echo "make integration  pytest suite against the real binary (PYTEST_ARGS=... to select)"
 	@echo "make e2e          browser tests: noVNC and the chat demo in headless Chromium (make test runs them too)"
 	@echo "make demo         the chat demo: IRC in the browser through wsplice; prints the URL, Ctrl-C stops"
-	@echo "make check        test under ASan+UBSan with -Werror, then lint"
+	@echo "make check        test under ASan+UBSan with -Werror, the valgrind cases, then lint"
+	@echo "make valgrind     the core integration cases with the gateway under valgrind memcheck"
 	@echo "make soak         10-minute soak with faults, hash-checked (SOAK_SECONDS=...); make test runs 60 s"
 	@echo "make testssl      testssl.sh against a TLS listener; fails on HIGH/CRITICAL findings"
 	@echo "make fuzz         each libFuzzer target for FUZZ_SECONDS (default 10)"
@@ -199,11 +208,13 @@ help:
 # (cached in /var/cache/wsplice-docker), builds, and runs tests/docker/docker_test.py.
 .PHONY: docker-image docker-test
 docker-image:
+	$(Q).ci/install-deps --missing docker
 	$(Q)tests/docker/setup-podman.sh
 	$(Q)tests/docker/base-image.sh
 	$(Q)podman build --pull=never --format docker -f docker/Dockerfile -t wsplice .
 	$(Q)podman images --filter reference=wsplice
 
 docker-test:
+	$(Q).ci/install-deps --missing docker
 	$(Q)mkdir -p $(BUILD)
 	$(Q)PYTHON=$(PYTHON) tests/docker/run.sh

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ enum option_type {
     OPT_UINT,       /* decimal */
     OPT_BYTES,      /* decimal with an optional k, M or G suffix (powers of 1024) */
     OPT_SECONDS,    /* decimal seconds, up to 3 fraction digits; stored as milliseconds */
+    OPT_RATE,       /* events per second, up to 3 fraction digits; stored times 1000 */
     OPT_BIND,       /* [host:]port for listening */
     OPT_TARGET,     /* host:port or unix:/path */
     OPT_PATH,       /* URL path pattern: "/exact" or "/prefix*" */
@@ -45,7 +47,7 @@ struct option_spec {
     enum option_type type;
     size_t offset;
     size_t size;       /* of the field, for integer types */
-    uint64_t min, max; /* integer bounds; OPT_SECONDS in milliseconds */
+    uint64_t min, max; /* integer bounds; OPT_SECONDS and OPT_RATE times 1000 */
     unsigned flags;
     const char *def; /* default, in file syntax; NULL when there is none */
     const char *help;
@@ -61,10 +63,21 @@ static const struct option_spec gateway_options[] = {
      "error | warn | info | debug (-v on the command line means debug)", NULL},
     {"max_sessions", OPT_UINT, FIELD(struct config, max_sessions), 0, 10000000, 0, "0",
      "most concurrent connections in all; more get 503. 0 = as many as the descriptor limit allows", NULL},
+    {"workers", OPT_UINT, FIELD(struct config, workers), 0, 256, 0, "1",
+     "event-loop threads, each accepting on its own SO_REUSEPORT socket; 0 = one per core. A change needs a "
+     "restart",
+     NULL},
     {"drain_timeout_s", OPT_SECONDS, FIELD(struct config, drain_timeout_ms), 0, MS(3600), 0, "5",
      "on SIGTERM/SIGINT: how long sessions get to close after close 1001 before the process exits", NULL},
-    {"resolv_conf", OPT_FILE, FIELD(struct config, resolv_conf), 0, 0, 0, "/etc/resolv.conf",
-     "name servers for backend host names, read when the first name is resolved (/etc/hosts is read too)",
+    {"resolver", OPT_CHOICE, FIELD(struct config, resolver), 0, 0, 0, "system",
+     "how backend host names are resolved: system = getaddrinfo on helper threads (/etc/hosts, nsswitch, "
+     "name servers in order, as every program here); evdns = libevent's resolver, no threads, rotates over "
+     "the "
+     "name servers of resolv_conf",
+     "system|evdns"},
+    {"resolv_conf", OPT_FILE, FIELD(struct config, resolv_conf), 0, 0, 0, NULL,
+     "resolver = evdns only: its name servers (unset: /etc/resolv.conf), read when the first name is "
+     "resolved; /etc/hosts is read too",
      NULL},
 };
 
@@ -110,6 +123,25 @@ static const struct option_spec listener_limit_options[] = {
      NULL},
     {"max_request_bytes", OPT_BYTES, FIELD(struct listener_limits, max_request_bytes), 1024, MIB(1), 0, "16k",
      "largest upgrade request head; larger ones get 431", NULL},
+    {"max_pending_handshakes", OPT_UINT, FIELD(struct listener_limits, max_pending_handshakes), 0, 10000000,
+     0, "1024",
+     "most connections accepted but not yet upgraded (TLS and upgrade handshakes, backend connects); more "
+     "get "
+     "503, or are closed at once on a TLS listener. 0 = no limit",
+     NULL},
+    {"max_sessions_per_ip", OPT_UINT, FIELD(struct listener_limits, max_sessions_per_ip), 0, 10000000, 0, "0",
+     "most concurrent connections from one client address (an IPv6 client: its per_ip_v6_prefix); more get "
+     "429. 0 = no limit",
+     NULL},
+    {"handshake_rate_per_ip", OPT_RATE, FIELD(struct listener_limits, handshake_rate_per_ip_milli), 0,
+     MS(1000000), 0, "0",
+     "new connections per second from one client address, after a burst of handshake_burst_per_ip; more get "
+     "429 with Retry-After. 0 = no limit",
+     NULL},
+    {"handshake_burst_per_ip", OPT_UINT, FIELD(struct listener_limits, handshake_burst_per_ip), 1, 1000000, 0,
+     "10", "new connections one client address may open at once before handshake_rate_per_ip applies", NULL},
+    {"per_ip_v6_prefix", OPT_UINT, FIELD(struct listener_limits, per_ip_v6_prefix), 8, 128, 0, "64",
+     "IPv6 clients count as one address per prefix of this length for the per-IP limits", NULL},
 };
 
 static const struct option_spec route_options[] = {
@@ -167,6 +199,8 @@ static const struct option_spec route_limit_options[] = {
      "high-water mark of each direction's queue: reading stops above it (backpressure)", NULL},
     {"max_sessions", OPT_UINT, FIELD(struct limits, max_sessions), 0, 10000000, OPTF_NOT_IN_GATEWAY, "0",
      "most concurrent sessions on this route; more get 503. 0 = no route limit", NULL},
+    {"max_session_s", OPT_SECONDS, FIELD(struct limits, max_session_ms), 0, MS(30 * 86400), 0, "0",
+     "close a session with 1008 this long after its upgrade, however busy; 0 = no limit", NULL},
     {"max_line_bytes", OPT_BYTES, FIELD(struct limits, max_line_bytes), 1, MIB(16), 0, "64k",
      "lines mode: longest backend line, its line end not counted; a longer one closes the session with 1009",
      NULL},
@@ -302,34 +336,38 @@ config_parse_bytes(const char *v, uint64_t *out)
     return NULL;
 }
 
+/* A decimal with up to 3 fraction digits, times 1000: seconds as milliseconds, or a rate
+ * per second as events per 1000 seconds. */
 static const char *
-config_parse_seconds(const char *v, uint64_t *out_ms)
+config_parse_milli(const char *v, bool is_rate, uint64_t *out)
 {
+    const char *bad =
+        is_rate ? "expected a rate per second, such as 10 or 0.5" : "expected seconds, such as 10 or 0.5";
     uint64_t whole = 0, frac = 0;
     unsigned frac_digits = 0;
     const char *p = v;
 
     if (*p == '\0' || *p == '.')
-        return "expected seconds, such as 10 or 0.5";
+        return bad;
     for (; *p >= '0' && *p <= '9'; p++) {
         whole = whole * 10 + (uint64_t)(*p - '0');
         if (whole > UINT64_C(1) << 40)
-            return "duration too large";
+            return is_rate ? "rate too large" : "duration too large";
     }
     if (*p == '.') {
         for (p++; *p >= '0' && *p <= '9'; p++) {
             if (++frac_digits > 3)
-                return "at most 3 decimals (milliseconds)";
+                return is_rate ? "at most 3 decimals" : "at most 3 decimals (milliseconds)";
             frac = frac * 10 + (uint64_t)(*p - '0');
         }
         if (frac_digits == 0)
-            return "expected seconds, such as 10 or 0.5";
+            return bad;
     }
     if (*p != '\0')
-        return "expected seconds, such as 10 or 0.5";
+        return bad;
     while (frac_digits++ < 3)
         frac *= 10;
-    *out_ms = whole * 1000 + frac;
+    *out = whole * 1000 + frac;
     return NULL;
 }
 
@@ -517,6 +555,22 @@ config_load_uint(const void *field, size_t size)
     return v;
 }
 
+/* A value stored times 1000 (OPT_SECONDS, OPT_RATE) as written: "10", "0.5", "2592000". */
+static void
+config_milli_text(uint64_t n, char *buf, size_t size)
+{
+    if (n % 1000 == 0) {
+        snprintf(buf, size, "%llu", (unsigned long long)(n / 1000));
+        return;
+    }
+    unsigned frac = (unsigned)(n % 1000), digits = 3;
+    while (frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    snprintf(buf, size, "%llu.%0*u", (unsigned long long)(n / 1000), (int)digits, frac);
+}
+
 /* Convert 'value' into the field at base+spec->offset. Returns an error message or NULL. */
 static const char *
 config_apply(const struct option_spec *spec, void *base, const char *value, char *msg, size_t msg_size)
@@ -538,7 +592,8 @@ config_apply(const struct option_spec *spec, void *base, const char *value, char
         err = config_parse_bytes(value, &n);
         break;
     case OPT_SECONDS:
-        err = config_parse_seconds(value, &n);
+    case OPT_RATE:
+        err = config_parse_milli(value, spec->type == OPT_RATE, &n);
         break;
     case OPT_BIND:
         ar = addr_parse(value, ADDR_ALLOW_NO_HOST | ADDR_ALLOW_PORT_ZERO, (struct addr *)field);
@@ -580,10 +635,13 @@ config_apply(const struct option_spec *spec, void *base, const char *value, char
     if (err != NULL)
         return err;
     if (n < spec->min || n > spec->max) {
-        if (spec->type == OPT_SECONDS)
-            snprintf(msg, msg_size, "must be from %g to %g seconds", (double)spec->min / 1000,
-                     (double)spec->max / 1000);
-        else
+        if (spec->type == OPT_SECONDS || spec->type == OPT_RATE) {
+            char lo[32], hi[32];
+            config_milli_text(spec->min, lo, sizeof lo);
+            config_milli_text(spec->max, hi, sizeof hi);
+            snprintf(msg, msg_size, "must be from %s to %s%s", lo, hi,
+                     spec->type == OPT_SECONDS ? " seconds" : " per second");
+        } else
             snprintf(msg, msg_size, "must be from %llu to %llu", (unsigned long long)spec->min,
                      (unsigned long long)spec->max);
         return msg;
@@ -1047,6 +1105,14 @@ config_validate(struct config *cfg)
         config_error_at(cfg, 0, NULL, NULL, "no [route:NAME] section: nothing to proxy to");
     if (cfg->listener_count > ROUTE_MAX_LISTENERS)
         config_error_at(cfg, 0, NULL, NULL, "more than %d listeners", ROUTE_MAX_LISTENERS);
+    if (cfg->resolver == RESOLVER_SYSTEM) {
+        static const struct option_group gw = GROUP(gateway_options);
+        int line = config_key_line(&gw, &cfg->marks, 0, "resolv_conf");
+        if (line > 0)
+            config_error_at(
+                cfg, line, "gateway", "resolv_conf",
+                "applies only with resolver = evdns (the system resolver reads /etc/resolv.conf)");
+    }
 
     for (size_t i = 0; i < cfg->listener_count; i++) {
         struct listener_config *l = &cfg->listeners[i];
@@ -1161,6 +1227,7 @@ config_load_stream(FILE *fp, const char *source)
     assert(strcmp(route_options[ROUTE_OPT_LISTENER].name, "listener") == 0);
     if (cfg == NULL)
         return NULL;
+    atomic_init(&cfg->refs, 1);
     cfg->source = strdup(source);
     if (cfg->source == NULL) {
         free(cfg);
@@ -1217,13 +1284,19 @@ config_load_string(const char *text, const char *source)
 }
 
 void
+config_ref(struct config *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+}
+
+void
 config_free(struct config *cfg)
 {
     struct option_group groups[3];
     void *bases[3];
     struct option_marks *marks;
 
-    if (cfg == NULL)
+    if (cfg == NULL || atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (size_t i = 0; i < cfg->listener_count; i++) {
         size_t n = config_groups(cfg, SECTION_LISTENER, i, groups, bases, &marks);
@@ -1290,11 +1363,8 @@ config_format_value(const struct option_spec *spec, const void *base, char *buf,
             snprintf(buf, size, "%llu", (unsigned long long)n);
         return true;
     case OPT_SECONDS:
-        n = config_load_uint(field, spec->size);
-        if (n % 1000 == 0)
-            snprintf(buf, size, "%llu", (unsigned long long)(n / 1000));
-        else
-            snprintf(buf, size, "%g", (double)n / 1000);
+    case OPT_RATE:
+        config_milli_text(config_load_uint(field, spec->size), buf, size);
         return true;
     case OPT_BOOL:
         snprintf(buf, size, "%s", *(const bool *)field ? "yes" : "no");

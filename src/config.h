@@ -4,6 +4,7 @@
 #ifndef WSPLICE_CONFIG_H
 #define WSPLICE_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,12 +12,18 @@
 
 #include "addr.h"
 #include "log.h"
+#include "resolver.h"
 #include "route.h"
 
-/* Handshake limits: per listener, [gateway] gives the defaults. */
+/* Handshake and admission limits: per listener, [gateway] gives the defaults. */
 struct listener_limits {
-    uint32_t handshake_timeout_ms; /* the whole request head must arrive in this time */
-    uint32_t max_request_bytes;    /* request heads above this get 431 */
+    uint32_t handshake_timeout_ms;        /* the whole request head must arrive in this time */
+    uint32_t max_request_bytes;           /* request heads above this get 431 */
+    uint32_t max_pending_handshakes;      /* accepted, not yet upgraded; more get 503. 0: no limit */
+    uint32_t max_sessions_per_ip;         /* connections per client address group; more get 429 */
+    uint32_t handshake_rate_per_ip_milli; /* new connections per second per group, x1000; 0: no limit */
+    uint32_t handshake_burst_per_ip;      /* the token bucket's size */
+    uint32_t per_ip_v6_prefix;            /* IPv6 clients are grouped by this prefix length */
 };
 
 struct str_list {
@@ -104,11 +111,14 @@ struct config_error {
 };
 
 struct config {
-    char *source; /* file name, or "command line" */
+    atomic_uint refs; /* config_ref(); the last config_free() frees */
+    char *source;     /* file name, or "command line" */
     enum log_level log_level;
     uint32_t max_sessions; /* 0: derived from the descriptor limit */
+    uint32_t workers;      /* 0: one per core */
     uint32_t drain_timeout_ms;
-    char *resolv_conf; /* name servers for backend names */
+    enum resolver_kind resolver;
+    char *resolv_conf; /* resolver = evdns: its name servers */
     struct listener_limits listener_defaults;
     struct limits route_defaults;
     struct option_marks marks;
@@ -131,6 +141,9 @@ struct config *config_load_file(const char *path);
 /* The same from INI text in memory; 'source' names it in error messages. */
 struct config *config_load_string(const char *text, const char *source);
 
+/* Configs are shared by the worker threads: config_ref() takes another reference, and
+ * config_free() drops one (the last frees). NULL is ignored. */
+void config_ref(struct config *cfg);
 void config_free(struct config *cfg);
 
 /* Print every error, one per line, to 'out'. */

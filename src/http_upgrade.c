@@ -457,25 +457,28 @@ http_status_phrase(int status)
 }
 
 size_t
-http_upgrade_format_error(char *out, int status, const char *reason)
+http_upgrade_format_error(char *out, int status, const char *reason, unsigned retry_after_s)
 {
     const char *extra = "";
+    char retry[40] = "";
     int body_len = (int)strnlen(reason, 256);
 
     if (status == 426)
         extra = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
     else if (status == 405)
         extra = "Allow: GET\r\n";
+    if (retry_after_s > 0) /* RFC 9110 §10.2.3: delay-seconds */
+        snprintf(retry, sizeof retry, "Retry-After: %u\r\n", retry_after_s);
     int n = snprintf(out, HTTP_REPLY_MAX,
                      "HTTP/1.1 %d %s\r\n"
-                     "%s"
+                     "%s%s"
                      "Content-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %d\r\n"
                      "Cache-Control: no-store\r\n"
                      "Connection: close\r\n"
                      "\r\n"
                      "%.*s\n",
-                     status, http_status_phrase(status), extra, body_len + 1, body_len, reason);
+                     status, http_status_phrase(status), extra, retry, body_len + 1, body_len, reason);
     if (n < 0)
         return 0;
     return (size_t)n < HTTP_REPLY_MAX ? (size_t)n : HTTP_REPLY_MAX - 1;

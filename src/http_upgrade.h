@@ -97,9 +97,10 @@ int http_upgrade_accept_key(const char *key, size_t key_len, char out[HTTP_ACCEP
 size_t http_upgrade_format_101(char *out, const char *accept, enum http_subprotocol proto);
 
 /* Format an error reply with a text/plain body "<reason>\n" and Connection: close; 426
- * replies carry Upgrade and Sec-WebSocket-Version: 13, 405 replies Allow: GET. The reason
- * is cut to fit. Returns the length written into 'out' (HTTP_REPLY_MAX bytes). */
-size_t http_upgrade_format_error(char *out, int status, const char *reason);
+ * replies carry Upgrade and Sec-WebSocket-Version: 13, 405 replies Allow: GET, and a
+ * nonzero 'retry_after_s' adds Retry-After (for 429 and 503). The reason is cut to fit.
+ * Returns the length written into 'out' (HTTP_REPLY_MAX bytes). */
+size_t http_upgrade_format_error(char *out, int status, const char *reason, unsigned retry_after_s);
 
 /* The standard reason phrase for a status code ("Bad Gateway"). */
 const char *http_status_phrase(int status);

@@ -9,18 +9,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
-#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "addr.h"
 #include "config.h"
 #include "healthcheck.h"
-#include "listener.h"
 #include "log.h"
 #include "metrics.h"
-#include "session.h"
 #include "worker.h"
 
 #ifndef WSPLICE_VERSION
@@ -45,15 +44,19 @@ struct options {
     const char *target;
 };
 
+/* The main thread: signals, reloads, and the workers it started. */
 struct app {
-    struct event_base *base;
-    struct worker worker;
+    struct event_base *base; /* signals and worker ends only; sessions live on the workers */
+    struct worker_group group;
+    struct worker **workers;
+    size_t worker_count;
+    size_t workers_running;
+    int done_fd; /* eventfd: each worker writes it once when its loop has ended */
+    struct event *done_ev;
     struct config *cfg;
-    struct listener **listeners;
-    size_t listener_count;
     const char *config_path; /* NULL when running from the command line */
     bool verbose;
-    struct event *drain_timer;
+    bool draining;
 };
 
 static void
@@ -344,27 +347,18 @@ effective_max_sessions(const struct config *cfg)
 static void
 app_apply_config(struct app *app)
 {
-    app->worker.cfg = app->cfg;
-    app->worker.max_sessions = effective_max_sessions(app->cfg);
-    app->worker.accept_limit = app->worker.max_sessions != 0 ? app->worker.max_sessions + REJECT_HEADROOM : 0;
+    worker_group_set_limits(&app->group, effective_max_sessions(app->cfg), REJECT_HEADROOM);
     log_level_current = app->verbose ? LOG_LEVEL_DEBUG : app->cfg->log_level;
 }
 
-/* The event loop, with epoll's change list: a relay adds and removes each socket's write
- * event around every write, and the change list folds an add and a remove between two
- * epoll_wait calls into nothing instead of two epoll_ctl calls. */
-static struct event_base *
-main_event_base_new(void)
+/* workers = 0: one per core the process may run on. */
+static size_t
+app_worker_count(const struct config *cfg)
 {
-    struct event_config *ec = event_config_new();
-    struct event_base *base = NULL;
-
-    if (ec != NULL) {
-        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-        base = event_base_new_with_config(ec);
-        event_config_free(ec);
-    }
-    return base != NULL ? base : event_base_new();
+    if (cfg->workers != 0)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
 }
 
 /* Keep large buffers in the heap and freed memory mapped: relay buffers of 64-256 KiB are
@@ -377,61 +371,43 @@ main_tune_malloc(void)
     mallopt(M_TRIM_THRESHOLD, 8 << 20);
 }
 
-static struct app *the_app; /* for worker callbacks; one per process */
-
 static void
-app_on_accept_pause(struct worker *w, bool paused)
+app_post_all(struct app *app, unsigned commands, struct config *cfg)
 {
-    if (w->draining)
-        return;
-    for (size_t i = 0; i < the_app->listener_count; i++)
-        listener_pause(the_app->listeners[i], paused);
+    for (size_t i = 0; i < app->worker_count; i++)
+        worker_post(app->workers[i], commands, cfg);
 }
 
+/* A worker's loop has ended (drained, or stopped): the process ends with the last one. */
 static void
-app_on_empty(struct worker *w)
-{
-    event_base_loopbreak(w->base);
-}
-
-static void
-drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+app_worker_done_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct app *app = arg;
+    uint64_t n = 0;
 
-    (void)fd;
     (void)what;
-    log_warn("drain timeout: closing %zu remaining sessions", app->worker.session_count);
-    session_free_all(&app->worker);
-    event_base_loopbreak(app->base);
+    if (read(fd, &n, sizeof n) == -1)
+        return;
+    app->workers_running = n >= app->workers_running ? 0 : app->workers_running - (size_t)n;
+    if (app->workers_running == 0)
+        event_base_loopbreak(app->base);
 }
 
 static void
 signal_stop_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct app *app = arg;
-    struct timeval tv = {app->cfg->drain_timeout_ms / 1000, (app->cfg->drain_timeout_ms % 1000) * 1000};
 
     (void)what;
-    if (app->worker.draining) {
+    if (app->draining) {
         log_warn("signal %s again: exiting now", sig == SIGINT ? "INT" : "TERM");
-        session_free_all(&app->worker);
-        event_base_loopbreak(app->base);
+        app_post_all(app, WORKER_STOP, NULL);
         return;
     }
     log_info("signal %s: draining %zu sessions (at most %ums)", sig == SIGINT ? "INT" : "TERM",
-             app->worker.session_count, app->cfg->drain_timeout_ms);
-    app->worker.draining = true;
-    for (size_t i = 0; i < app->listener_count; i++)
-        listener_stop(app->listeners[i]);
-    session_drain_all(&app->worker);
-    if (app->worker.session_count == 0) {
-        event_base_loopbreak(app->base);
-        return;
-    }
-    app->drain_timer = evtimer_new(app->base, drain_timeout_cb, app);
-    if (app->drain_timer != NULL)
-        event_add(app->drain_timer, &tv);
+             (size_t)atomic_load(&app->group.connections), app->cfg->drain_timeout_ms);
+    app->draining = true;
+    app_post_all(app, WORKER_DRAIN, NULL);
 }
 
 /* Same listeners (names and addresses, in order)? Listener changes need a restart. */
@@ -440,7 +416,7 @@ listeners_equal(const struct config *a, const struct config *b)
 {
     char x[ADDR_STR_MAX], y[ADDR_STR_MAX];
 
-    if (a->listener_count != b->listener_count)
+    if (a->listener_count != b->listener_count || a->workers != b->workers)
         return false;
     for (size_t i = 0; i < a->listener_count; i++) {
         if (strcmp(a->listeners[i].head.name, b->listeners[i].head.name) != 0 ||
@@ -472,14 +448,13 @@ signal_reload_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     if (!listeners_equal(app->cfg, next)) {
-        log_error("reload of %s refused: listener changes need a restart", app->config_path);
+        log_error("reload of %s refused: listener and workers changes need a restart", app->config_path);
         config_free(next);
         return;
     }
-    /* New connections get the new certificates and limits; sessions hold their own
-     * reference to the route table and TLS contexts they started with. */
-    for (size_t i = 0; i < app->listener_count; i++)
-        listener_update(app->listeners[i], &next->listeners[i]);
+    /* Each worker takes it for new connections (worker_post holds a reference for it);
+     * sessions keep the route table and TLS contexts they started with. */
+    app_post_all(app, WORKER_RELOAD, next);
     config_free(app->cfg);
     app->cfg = next;
     app_apply_config(app);
@@ -533,27 +508,27 @@ main(int argc, char **argv)
     main_tune_malloc();
     event_set_log_callback(log_libevent_cb);
 
-    app.base = main_event_base_new();
-    if (app.base == NULL) {
+    app.base = event_base_new();
+    app.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (app.base == NULL || app.done_fd == -1) {
         log_error("cannot create the event loop");
+        if (app.base != NULL)
+            event_base_free(app.base);
         config_free(app.cfg);
         return EXIT_RUNTIME;
     }
-    app.worker.base = app.base;
-    app.worker.on_empty = app_on_empty;
-    app.worker.on_accept_pause = app_on_accept_pause;
-    the_app = &app;
-    app.listeners = calloc(app.cfg->listener_count, sizeof *app.listeners);
-    for (size_t i = 0; app.listeners != NULL && i < app.cfg->listener_count; i++) {
-        app.listeners[i] = listener_new(&app.worker, &app.cfg->listeners[i], (unsigned)i);
-        if (app.listeners[i] == NULL) {
-            rc = EXIT_RUNTIME;
-            break;
-        }
-        app.listener_count++;
-    }
-    if (app.listeners == NULL)
+    app.worker_count = app_worker_count(app.cfg);
+    app.workers = calloc(app.worker_count, sizeof *app.workers);
+    if (app.workers == NULL)
         rc = EXIT_RUNTIME;
+    /* Every worker listens before any starts: a bad bind fails the start, and the first
+     * worker's sockets fix the ports (port 0 included) the others share. */
+    for (size_t i = 0; rc == 0 && i < app.worker_count; i++) {
+        app.workers[i] = worker_new((unsigned)i, &app.group, app.cfg, i > 0 ? app.workers[0] : NULL,
+                                    app.worker_count > 1, app.done_fd);
+        if (app.workers[i] == NULL)
+            rc = EXIT_RUNTIME;
+    }
     if (rc == 0) {
         /* libevent restores the disposition it found when its signal events are freed at exit;
          * make that "ignore", so a second TERM during the final cleanup cannot kill us midway. */
@@ -568,26 +543,36 @@ main(int argc, char **argv)
         for (size_t i = 0; i < 4; i++)
             if (sigs[i] != NULL)
                 event_add(sigs[i], NULL);
-        log_info("wsplice %s started: %zu listeners, %zu routes, max_sessions=%zu", WSPLICE_VERSION,
-                 app.listener_count, app.cfg->route_count, app.worker.max_sessions);
+        app.done_ev = event_new(app.base, app.done_fd, EV_READ | EV_PERSIST, app_worker_done_cb, &app);
+        if (app.done_ev == NULL || event_add(app.done_ev, NULL) == -1)
+            rc = EXIT_RUNTIME;
+        for (size_t i = 0; rc == 0 && i < app.worker_count; i++) {
+            if (worker_start(app.workers[i]) == -1)
+                rc = EXIT_RUNTIME;
+            else
+                app.workers_running++;
+        }
+    }
+    if (rc == 0) {
+        log_info("wsplice %s started: %zu listeners, %zu routes, max_sessions=%zu, workers=%zu",
+                 WSPLICE_VERSION, app.cfg->listener_count, app.cfg->route_count,
+                 (size_t)atomic_load(&app.group.max_sessions), app.worker_count);
         event_base_dispatch(app.base);
         log_info("wsplice stopped");
+    } else if (app.workers_running > 0) {
+        app_post_all(&app, WORKER_STOP, NULL); /* a thread failed to start: end the others */
     }
 
-    session_free_all(&app.worker);
-    /* bufferevent_free() leaves the final release to a deferred finalizer; the loop
-     * stopped right after the last session ended, so let it run those once more. */
-    event_base_loop(app.base, EVLOOP_NONBLOCK);
-    for (size_t i = 0; i < app.listener_count; i++)
-        listener_free(app.listeners[i]);
-    free(app.listeners);
+    /* Last worker first: the first worker's listeners own the per-IP counts the others use. */
+    for (size_t i = app.worker_count; i-- > 0;)
+        worker_free(app.workers[i]);
+    free(app.workers);
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         if (sigs[i] != NULL)
             event_free(sigs[i]);
-    if (app.drain_timer != NULL)
-        event_free(app.drain_timer);
-    if (app.worker.dns != NULL)
-        evdns_base_free(app.worker.dns, 1); /* pending lookups call back and free */
+    if (app.done_ev != NULL)
+        event_free(app.done_ev);
+    close(app.done_fd);
     event_base_free(app.base);
     config_free(app.cfg);
     libevent_global_shutdown();

@@ -21,6 +21,7 @@ struct limits {
     uint64_t max_message_bytes;  /* largest client message, fragments summed (1009 above) */
     uint32_t buffer_bytes;       /* high-water mark of each direction's queue */
     uint32_t max_sessions;       /* concurrent sessions on this route; 0: no limit */
+    uint32_t max_session_ms;     /* a session's lifetime from its 101: then close 1008; 0: none */
     uint32_t max_line_bytes;     /* lines mode: longest backend line, its end not counted (1009 above) */
 };
 

@@ -12,13 +12,14 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
@@ -26,8 +27,10 @@
 
 #include "base64.h"
 #include "http_upgrade.h"
+#include "iplimit.h"
 #include "log.h"
 #include "metrics.h"
+#include "resolver.h"
 #include "route.h"
 #include "tls.h"
 #include "utf8.h"
@@ -40,6 +43,8 @@
 #define SESSION_PEEK_EXTENTS     16
 #define SESSION_PEER_MAX         56           /* "[" IPv6 "]:" port */
 #define BASE64_CHUNK             (3 * 1024)   /* raw bytes encoded per step: a multiple of 3 */
+#define SESSION_BUSY_RETRY_S     5            /* Retry-After when a refusal's end cannot be known */
+#define SESSION_REJECT_LINGER_MS 1000         /* how long a refusal at accept waits for the client's EOF */
 #define SESSION_WEB_CHUNK        (128 * 1024) /* file bytes queued per step of a web response */
 #define SESSION_WEB_QUEUE        (256 * 1024) /* a web response's queue is refilled up to this */
 
@@ -65,24 +70,19 @@ enum close_by {
     BY_GATEWAY,
 };
 
-/* Hands the result of an asynchronous name lookup back to a session that may have been
- * freed meanwhile: the session clears 'session' instead of cancelling under our feet. */
-struct dns_ticket {
-    struct session *session;
-    struct evdns_getaddrinfo_request *req; /* NULL if it was answered at once */
-};
-
 struct session {
-    struct session *prev, *next; /* in worker->sessions */
-    struct worker *worker;       /* borrowed */
-    uint64_t id;                 /* "s=42" in every log line */
-    enum session_state state;    /* change only via session_set_state() */
-    struct bufferevent *client;  /* owned; NULL once that side has ended */
-    struct bufferevent *backend; /* owned; NULL until CONNECTING and after that side ended */
-    struct route_table *routes;  /* counted reference, taken at accept */
-    const struct route *route;   /* borrowed from routes; NULL until routed */
-    const struct limits *limits; /* borrowed from routes: the route's, or the defaults */
-    struct event timer;          /* the deadline of the current state */
+    struct session *prev, *next;        /* in worker->sessions */
+    struct worker *worker;              /* borrowed */
+    struct session_admission *adm;      /* borrowed: the listener's, which outlives the session */
+    struct iplimit_entry *client_entry; /* counted in adm->counts->clients; NULL: not counted */
+    uint64_t id;                        /* "s=42" in every log line */
+    enum session_state state;           /* change only via session_set_state() */
+    struct bufferevent *client;         /* owned; NULL once that side has ended */
+    struct bufferevent *backend;        /* owned; NULL until CONNECTING and after that side ended */
+    struct route_table *routes;         /* counted reference, taken at accept */
+    const struct route *route;          /* borrowed from routes; NULL until routed */
+    const struct limits *limits;        /* borrowed from routes: the route's, or the defaults */
+    struct event timer;                 /* the deadline of the current state */
 
     enum side_phase client_phase, backend_phase;
     bool close_sent;     /* we queued a close frame: no data frames may follow */
@@ -94,6 +94,7 @@ struct session {
     bool tried_literal; /* the target's IP literal (or unix path) was tried */
     bool opened;        /* 101 was sent */
     bool is_head;       /* the request was HEAD: error replies carry no body */
+    bool pending;       /* counted in adm->counts->pending: accepted, not yet upgraded or refused */
     enum http_subprotocol proto;
     uint8_t listener_index;
     uint16_t close_code; /* the code that ended the session, for the log */
@@ -113,8 +114,13 @@ struct session {
     size_t line_scanned;              /* lines mode: backend input already searched for '\n' */
 
     uint32_t max_request_bytes, handshake_timeout_ms;
-    uint64_t started_ms, state_since_ms, last_data_ms, last_client_ms, ping_sent_ms;
+    uint64_t started_ms, state_since_ms, opened_ms, last_data_ms, last_client_ms, ping_sent_ms;
     uint64_t head_since_ms; /* the request head being read started here: its deadline counts from it */
+
+    /* A refusal decided at accept, answered once the connection is set up (plain only). */
+    int refuse_status;
+    const char *refuse_reason;
+    unsigned refuse_retry_s;
     size_t closing_backlog; /* bytes still queued at the last CLOSING check */
     uint64_t bytes_up, bytes_down;
 
@@ -134,22 +140,19 @@ struct session {
     uint64_t web_progress_ms;     /* the response last moved: a stalled client is dropped */
 
     struct evutil_addrinfo *addrs, *next_addr; /* owned: resolved backend addresses */
-    struct dns_ticket *dns;                    /* owned by the pending lookup */
+    struct resolver_query *dns;                /* pending backend name lookup, or NULL */
 
     char accept[HTTP_ACCEPT_LEN + 1];
     char peer[SESSION_PEER_MAX];
 };
 
-/* Stop caring about a pending lookup: the callback still runs (with a cancel result) and
- * frees the ticket. */
+/* Stop caring about a pending lookup: its callback will not run. */
 static void
 session_dns_abandon(struct session *s)
 {
     if (s->dns == NULL)
         return;
-    s->dns->session = NULL;
-    if (s->dns->req != NULL)
-        evdns_getaddrinfo_cancel(s->dns->req);
+    resolver_cancel(s->dns);
     s->dns = NULL;
 }
 
@@ -241,7 +244,9 @@ session_arm_timer(struct session *s)
         deadline = s->state_since_ms + lim->connect_timeout_ms;
         break;
     case SESSION_OPEN:
-        if (lim->idle_timeout_ms)
+        if (lim->max_session_ms)
+            deadline = s->opened_ms + lim->max_session_ms;
+        if (lim->idle_timeout_ms && s->last_data_ms + lim->idle_timeout_ms < deadline)
             deadline = s->last_data_ms + lim->idle_timeout_ms;
         if (lim->ping_interval_ms) {
             uint64_t p = s->awaiting_pong ? s->ping_sent_ms + lim->ping_timeout_ms
@@ -252,6 +257,11 @@ session_arm_timer(struct session *s)
         break;
     case SESSION_CLOSING:
         deadline = s->state_since_ms + lim->close_timeout_ms;
+        /* A client refused at accept gets a short linger: otherwise one that never closes
+         * holds a descriptor for the whole close timeout, and a flood of them from an
+         * address over its limit would fill the gateway all the same. */
+        if (s->refuse_status != 0 && lim->close_timeout_ms > SESSION_REJECT_LINGER_MS)
+            deadline = s->state_since_ms + SESSION_REJECT_LINGER_MS;
         break;
     }
     if (deadline == UINT64_MAX) {
@@ -261,6 +271,16 @@ session_arm_timer(struct session *s)
     uint64_t delay = deadline > now ? deadline - now : 0;
     struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
     event_add(&s->timer, &tv);
+}
+
+/* The connection is no longer a pending handshake: upgraded, refused or ending. */
+static void
+session_pending_done(struct session *s)
+{
+    if (s->pending) {
+        s->pending = false;
+        atomic_fetch_sub(&s->adm->counts->pending, 1);
+    }
 }
 
 static void
@@ -275,6 +295,8 @@ session_set_state(struct session *s, enum session_state next)
 
     assert(legal[s->state][next]);
     log_debug("session s=%" PRIu64 " %s -> %s", s->id, session_state_str(s->state), session_state_str(next));
+    if (next == SESSION_OPEN || next == SESSION_CLOSING)
+        session_pending_done(s);
     s->state = next;
     s->state_since_ms = session_now_ms();
     session_arm_timer(s);
@@ -372,6 +394,13 @@ session_free(struct session *s)
     if (s->addrs != NULL)
         evutil_freeaddrinfo(s->addrs);
     event_del(&s->timer);
+    session_pending_done(s);
+    if (s->client_entry != NULL) {
+        struct admission_counts *c = s->adm->counts;
+        pthread_mutex_lock(&c->lock);
+        iplimit_release(c->clients, s->client_entry, session_now_ms());
+        pthread_mutex_unlock(&c->lock);
+    }
     if (s->route_counted)
         route_session_release(s->routes, s->route);
     route_table_unref(s->routes);
@@ -386,14 +415,12 @@ session_free(struct session *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     w->session_count--;
+    size_t connections = atomic_fetch_sub(&w->group->connections, 1) - 1;
     free(s);
-    if (w->accept_paused && w->session_count < w->accept_limit) {
-        w->accept_paused = false;
-        if (w->on_accept_pause != NULL)
-            w->on_accept_pause(w, false);
-    }
-    if (w->draining && w->session_count == 0 && w->on_empty != NULL)
-        w->on_empty(w);
+    if (w->accept_paused && connections < atomic_load(&w->group->accept_limit))
+        worker_resume_accepting(w);
+    if (w->draining && w->session_count == 0)
+        worker_on_empty(w);
 }
 
 /* The client side is finished: release it, and the session if nothing is left. */
@@ -538,12 +565,13 @@ session_close_gracefully(struct session *s, uint16_t code, const char *reason)
     session_backend_finish(s);
 }
 
-/* Answer the handshake with an HTTP error and close. */
+/* Answer the handshake with an HTTP error and close; a nonzero 'retry_after_s' tells the
+ * client when to come back (429, and 503 for limits). */
 static void
-session_reject(struct session *s, int status, const char *reason)
+session_refuse(struct session *s, int status, const char *reason, unsigned retry_after_s)
 {
     char reply[HTTP_REPLY_MAX];
-    size_t n = http_upgrade_format_error(reply, status, reason);
+    size_t n = http_upgrade_format_error(reply, status, reason, retry_after_s);
 
     if (s->client == NULL) { /* still waiting for the first byte: nothing to answer on */
         log_debug("session s=%" PRIu64 " closed before its first byte: %s", s->id, reason);
@@ -555,8 +583,8 @@ session_reject(struct session *s, int status, const char *reason)
         if (end != NULL)
             n = (size_t)(end - reply) + 4;
     }
-    log_info("session s=%" PRIu64 " reject client=%s status=%d reason=\"%s\"", s->id, s->peer, status,
-             reason);
+    log_info("session s=%" PRIu64 " reject client=%s status=%d reason=\"%s\" retry_after=%u", s->id, s->peer,
+             status, reason, retry_after_s);
     METRICS_ADD(handshakes_rejected, 1);
     session_dns_abandon(s); /* a late answer must not restart the connect */
     if (s->backend != NULL) {
@@ -566,6 +594,12 @@ session_reject(struct session *s, int status, const char *reason)
     bufferevent_write(s->client, reply, n);
     session_enter_closing(s);
     session_client_finish(s);
+}
+
+static void
+session_reject(struct session *s, int status, const char *reason)
+{
+    session_refuse(s, status, reason, 0);
 }
 
 /* ---- client -> backend ---- */
@@ -1126,7 +1160,7 @@ session_request(struct session *s)
         }
     }
     if (!route_session_acquire(s->routes, s->route)) {
-        session_reject(s, 503, "route at its session limit");
+        session_refuse(s, 503, "route at its session limit", SESSION_BUSY_RETRY_S);
         return false;
     }
     s->route_counted = true;
@@ -1262,6 +1296,35 @@ session_backend_write_cb(struct bufferevent *bev, void *arg)
  * straight into the bufferevent's input buffer; writes, write callbacks and error events
  * stay with the bufferevent, and TLS sides keep its reads (they have no such cap).
  * Returns the bytes read, 0 at EOF, -1 on an error, -2 when nothing was ready. */
+/* session_read_socket() when the kernel reports nothing queued: one small read on the
+ * stack, so an EOF or an error costs no buffer memory. Same returns. */
+static ssize_t
+session_read_socket_small(struct bufferevent *bev, evutil_socket_t fd)
+{
+    char small[512];
+    ssize_t r;
+
+    do
+        r = read(fd, small, sizeof small);
+    while (r == -1 && errno == EINTR);
+    if (r > 0) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        int err = 0;
+        evbuffer_unfreeze(in, 0);
+        if (evbuffer_add(in, small, (size_t)r) == -1)
+            err = ENOMEM;
+        evbuffer_freeze(in, 0);
+        if (err != 0) {
+            errno = err;
+            return -1;
+        }
+        return r;
+    }
+    if (r == 0)
+        return 0;
+    return (errno == EAGAIN || errno == EWOULDBLOCK) ? -2 : -1;
+}
+
 static ssize_t
 session_read_socket(struct bufferevent *bev, evutil_socket_t fd, size_t max)
 {
@@ -1271,6 +1334,15 @@ session_read_socket(struct bufferevent *bev, evutil_socket_t fd, size_t max)
     ssize_t r = -1;
     int err = ENOMEM;
 
+    /* Reserve only what the kernel holds: a reservation becomes a buffer chain, and a
+     * 256 KiB chain kept for a 10-byte message (or for an EOF) would cost megabytes
+     * when thousands of sessions wake at once, as on a broadcast or a drain. */
+    int queued = 0;
+    if (ioctl(fd, FIONREAD, &queued) == 0 && queued >= 0 && (size_t)queued < max) {
+        if (queued == 0) /* EOF, an error, or data racing in: no chain for that */
+            return session_read_socket_small(bev, fd);
+        max = (size_t)queued;
+    }
     /* A bufferevent freezes the end of its input so that only it adds there; do what its
      * own read does: unfreeze, read, freeze again. */
     evbuffer_unfreeze(in, 0);
@@ -1395,7 +1467,7 @@ session_backend_connected(struct session *s)
     s->opened = true;
     METRICS_ADD(upgrades_total, 1);
     METRICS_ADD(sessions_open, 1);
-    s->last_data_ms = s->last_client_ms = session_now_ms();
+    s->opened_ms = s->last_data_ms = s->last_client_ms = session_now_ms();
     session_set_state(s, SESSION_OPEN);
     char tls[160] = "";
     if (s->client_tls) {
@@ -1403,9 +1475,9 @@ session_backend_connected(struct session *s)
         snprintf(tls, sizeof tls, " tls=%s",
                  tls_describe(bufferevent_openssl_get_ssl(s->client), desc, sizeof desc));
     }
-    log_info("session s=%" PRIu64 " open client=%s route=%s target=%s proto=%s%s", s->id, s->peer,
+    log_info("session s=%" PRIu64 " open client=%s route=%s target=%s proto=%s%s worker=%u", s->id, s->peer,
              s->route->name, addr_format(&s->route->target, target, sizeof target),
-             http_subprotocol_str(s->proto), tls);
+             http_subprotocol_str(s->proto), tls, s->worker->index);
     bufferevent_enable(s->backend, EV_WRITE);
     if (!s->client_tls)
         s->client_rd = session_read_event_new(s, s->client, session_client_sock_read_cb);
@@ -1430,7 +1502,7 @@ session_connect_failed(struct session *s)
     log_warn("session s=%" PRIu64 " backend connect failed route=%s target=%s reason=%s", s->id,
              s->route->name, addr_format(&s->route->target, target, sizeof target), why);
     if (s->no_descriptors && !timeout)
-        session_reject(s, 503, "gateway out of file descriptors: try again later");
+        session_refuse(s, 503, "gateway out of file descriptors: try again later", SESSION_BUSY_RETRY_S);
     else if (timeout)
         session_reject(s, 504, "backend did not answer in time");
     else
@@ -1538,22 +1610,17 @@ session_backend_event_cb(struct bufferevent *bev, short what, void *arg)
 static void
 session_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
-    struct dns_ticket *ticket = arg;
-    struct session *s = ticket->session;
+    struct session *s = arg;
 
-    free(ticket);
-    if (s == NULL) {
-        if (res != NULL)
-            evutil_freeaddrinfo(res);
-        return;
-    }
     s->dns = NULL;
-    if (result != 0) {
+    if (result != 0 || res == NULL) {
         char target[ADDR_STR_MAX];
         METRICS_ADD(backend_connect_failures, 1);
         log_warn("session s=%" PRIu64 " backend name lookup failed route=%s target=%s reason=\"%s\"", s->id,
                  s->route->name, addr_format(&s->route->target, target, sizeof target),
-                 evutil_gai_strerror(result));
+                 result != 0 ? evutil_gai_strerror(result) : "no addresses");
+        if (res != NULL)
+            evutil_freeaddrinfo(res);
         session_reject(s, 502, "backend name did not resolve");
         return;
     }
@@ -1565,37 +1632,19 @@ static int
 session_resolve(struct session *s)
 {
     struct worker *w = s->worker;
-    struct evutil_addrinfo hints = {0};
-    char port[8];
-    struct dns_ticket *ticket;
+    const struct config *cfg = w->cfg;
 
-    if (w->dns == NULL) {
-        w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-        if (w->dns == NULL) {
-            log_error("cannot start the DNS resolver");
-            return -1;
-        }
-        int rv = evdns_base_resolv_conf_parse(w->dns, DNS_OPTIONS_ALL, w->cfg->resolv_conf);
-        if (rv != 0)
-            log_warn("resolver: cannot use %s (error %d); trying name servers on 127.0.0.1",
-                     w->cfg->resolv_conf, rv);
+    if (w->resolver != NULL && !resolver_matches(w->resolver, cfg->resolver, cfg->resolv_conf)) {
+        resolver_retire(w->resolver); /* a reload changed it; lookups in flight finish there */
+        w->resolver = NULL;
     }
-    ticket = calloc(1, sizeof *ticket);
-    if (ticket == NULL)
-        return -1;
-    ticket->session = s;
-    s->dns = ticket;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
-    snprintf(port, sizeof port, "%u", s->route->target.port);
-    /* The callback may run before this returns (hosts file hits); the ticket covers both. */
-    struct evdns_getaddrinfo_request *req =
-        evdns_getaddrinfo(w->dns, s->route->target.host, port, &hints, session_dns_cb, ticket);
-    if (s->dns == ticket) /* still pending: the callback has not run */
-        ticket->req = req;
-    return 0;
+    if (w->resolver == NULL) {
+        w->resolver = resolver_new(w->base, cfg->resolver, cfg->resolv_conf);
+        if (w->resolver == NULL)
+            return -1;
+    }
+    s->dns = resolver_lookup(w->resolver, s->route->target.host, s->route->target.port, session_dns_cb, s);
+    return s->dns == NULL ? -1 : 0;
 }
 
 /* Start connecting to one address. Returns -1 if that failed at once. */
@@ -1701,6 +1750,10 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
         session_connect_next(s);
         return;
     case SESSION_OPEN:
+        if (lim->max_session_ms && now >= s->opened_ms + lim->max_session_ms) {
+            session_close_gracefully(s, WS_CLOSE_POLICY, "session time limit");
+            return;
+        }
         if (lim->idle_timeout_ms && now >= s->last_data_ms + lim->idle_timeout_ms) {
             session_close_gracefully(s, WS_CLOSE_GOING_AWAY, "idle timeout");
             return;
@@ -1772,8 +1825,13 @@ session_client_open(struct session *s, evutil_socket_t fd, SSL *ssl)
         session_reject(s, 503, "server shutting down");
         return;
     }
-    if (w->max_sessions != 0 && w->session_count > w->max_sessions) {
-        session_reject(s, 503, "gateway at its session limit");
+    if (s->refuse_status != 0) {
+        session_refuse(s, s->refuse_status, s->refuse_reason, s->refuse_retry_s);
+        return;
+    }
+    size_t max_sessions = atomic_load(&w->group->max_sessions);
+    if (max_sessions != 0 && atomic_load(&w->group->connections) > max_sessions) {
+        session_refuse(s, 503, "gateway at its session limit", SESSION_BUSY_RETRY_S);
         return;
     }
     if (ssl == NULL && s->tls != NULL && tls_server_only(s->tls)) {
@@ -1816,12 +1874,64 @@ session_probe_cb(evutil_socket_t fd, short what, void *arg)
     session_client_open(s, fd, ssl);
 }
 
+/* Note a refusal decided at accept. */
+static void
+session_refuse_later(struct session *s, int status, const char *reason, unsigned retry_after_s)
+{
+    s->refuse_status = status;
+    s->refuse_reason = reason;
+    s->refuse_retry_s = retry_after_s;
+}
+
+/* Count a new connection against its listener's limits: pending handshakes, then the
+ * client address group's session count and handshake bucket. A refused connection is
+ * counted in neither. */
+static void
+session_admit(struct session *s, const struct sockaddr *peer, socklen_t peer_len)
+{
+    struct session_admission *adm = s->adm;
+    const struct listener_limits *lim = &adm->limits;
+    struct iplimit_key key;
+    uint64_t retry_ms = 0;
+
+    if (s->worker->draining)
+        return; /* session_client_open() answers 503 */
+    if (lim->max_pending_handshakes != 0 &&
+        atomic_load(&adm->counts->pending) >= lim->max_pending_handshakes) {
+        session_refuse_later(s, 503, "too many pending handshakes", SESSION_BUSY_RETRY_S);
+        return;
+    }
+    if (adm->counts->clients != NULL &&
+        (lim->max_sessions_per_ip != 0 || lim->handshake_rate_per_ip_milli != 0) &&
+        iplimit_key_from_sockaddr(peer, peer_len, lim->per_ip_v6_prefix, &key)) {
+        pthread_mutex_lock(&adm->counts->lock);
+        enum iplimit_result r =
+            iplimit_admit(adm->counts->clients, &key, session_now_ms(), &s->client_entry, &retry_ms);
+        pthread_mutex_unlock(&adm->counts->lock);
+        switch (r) {
+        case IPLIMIT_OK:
+            break;
+        case IPLIMIT_TOO_MANY:
+            session_refuse_later(s, 429, iplimit_result_str(r), SESSION_BUSY_RETRY_S);
+            return;
+        case IPLIMIT_RATE:
+            session_refuse_later(s, 429, iplimit_result_str(r), (unsigned)((retry_ms + 999) / 1000));
+            return;
+        case IPLIMIT_NO_MEMORY:
+            session_refuse_later(s, 503, "out of memory", SESSION_BUSY_RETRY_S);
+            return;
+        }
+    }
+    atomic_fetch_add(&adm->counts->pending, 1);
+    s->pending = true;
+}
+
 void
 session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, socklen_t peer_len,
-              unsigned listener_index, const struct listener_limits *limits, struct tls_server *tls,
-              struct webroot *web)
+              struct session_admission *adm)
 {
     struct session *s = calloc(1, sizeof *s);
+    struct tls_server *tls = adm->tls;
 
     if (s == NULL) {
         log_error("session: out of memory, dropping a connection");
@@ -1829,18 +1939,19 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
         return;
     }
     s->worker = w;
-    s->id = ++w->next_session_id;
-    s->listener_index = (uint8_t)listener_index;
-    s->max_request_bytes = limits->max_request_bytes;
-    s->handshake_timeout_ms = limits->handshake_timeout_ms;
+    s->adm = adm;
+    s->id = atomic_fetch_add(&w->group->next_session_id, 1) + 1;
+    s->listener_index = (uint8_t)adm->listener_index;
+    s->max_request_bytes = adm->limits.max_request_bytes;
+    s->handshake_timeout_ms = adm->limits.handshake_timeout_ms;
     s->started_ms = s->state_since_ms = s->head_since_ms = session_now_ms();
     s->routes = w->cfg->routes;
     route_table_ref(s->routes);
     s->limits = route_table_defaults(s->routes);
     s->probe_fd = fd;
-    if (web != NULL) {
-        s->web = web;
-        webroot_ref(web);
+    if (adm->web != NULL) {
+        s->web = adm->web;
+        webroot_ref(adm->web);
     }
     addr_format_sockaddr(peer, peer_len, s->peer, sizeof s->peer);
     event_assign(&s->timer, w->base, -1, 0, session_timer_cb, s);
@@ -1850,19 +1961,29 @@ session_start(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer,
         w->sessions->prev = s;
     w->sessions = s;
     w->session_count++;
+    size_t connections = atomic_fetch_add(&w->group->connections, 1) + 1;
     METRICS_ADD(sessions_current, 1);
     METRICS_ADD(sessions_total, 1);
     log_debug("session s=%" PRIu64 " accept client=%s", s->id, s->peer);
     /* Sessions over max_sessions still hold a descriptor while their 503 goes out; past
      * accept_limit, new connections wait in the backlog instead of taking descriptors the
      * admitted sessions need for their backends. */
-    if (w->accept_limit != 0 && w->session_count >= w->accept_limit && !w->accept_paused) {
-        w->accept_paused = true;
-        log_warn("gateway at %zu connections: accepting paused until sessions end", w->session_count);
-        if (w->on_accept_pause != NULL)
-            w->on_accept_pause(w, true);
+    size_t accept_limit = atomic_load(&w->group->accept_limit);
+    if (accept_limit != 0 && connections >= accept_limit && !w->accept_paused) {
+        log_warn("gateway at %zu connections: accepting paused until sessions end", connections);
+        worker_pause_accepting(w);
     }
 
+    session_admit(s, peer, peer_len);
+    if (s->refuse_status != 0 && tls != NULL) {
+        /* Answering would cost a TLS handshake, and waiting for the first byte to see
+         * whether the client speaks TLS would hold the descriptor the limit protects. */
+        log_info("session s=%" PRIu64 " reject client=%s status=%d reason=\"%s\" answer=close (TLS listener)",
+                 s->id, s->peer, s->refuse_status, s->refuse_reason);
+        METRICS_ADD(handshakes_rejected, 1);
+        session_free(s);
+        return;
+    }
     if (tls == NULL) {
         session_client_open(s, fd, NULL);
         return;

@@ -456,9 +456,18 @@ class WebsockifyTlsTarget(WebsockifyTarget):
         return ["--cert", cert, "--key", key]
 
 
+class WsspliceWorkersTarget(WsspliceTarget):
+    """wsplice with `workers = 2`: two event-loop threads on SO_REUSEPORT sockets."""
+
+    kind = "wsplice-w2"
+
+    def config(self, backend_ports, modes):
+        return super().config(backend_ports, modes).replace("[gateway]\n", "[gateway]\nworkers = 2\n", 1)
+
+
 TARGET_KINDS = {cls.kind: cls for cls in (DirectTarget, RelayTarget, WsspliceTarget, WebsockifyTarget,
-                                          WsspliceTlsTarget, WebsockifyTlsTarget)}
-DEFAULT_TARGETS = ("direct", "relay", "wsplice", "websockify")
+                                          WsspliceTlsTarget, WebsockifyTlsTarget, WsspliceWorkersTarget)}
+DEFAULT_TARGETS = ("direct", "relay", "wsplice", "wsplice-w2", "websockify")
 
 
 # --------------------------------------------------------------------------- runs
@@ -949,7 +958,9 @@ def print_table(ctx, kinds, traffic, conn_runs):
     columns = [k for k in kinds]
     has_relay = "relay" in columns
     has_wsf = "websockify" in columns
-    head = ["", *columns, "wsplice/relay", "wsplice/websockify", "client cpu wsplice/max"]
+    has_w2 = "wsplice-w2" in columns and has_relay
+    head = ["", *columns, "wsplice/relay", *(["w2/relay"] if has_w2 else []), "wsplice/websockify",
+            "client cpu wsplice/max"]
     rows = []
 
     def cell_values(field, case=None, section_runs=None):
@@ -974,8 +985,10 @@ def print_table(ctx, kinds, traffic, conn_runs):
         def num(v):
             return v if isinstance(v, (int, float)) else None
 
+        w2 = [ratio(num(values.get("wsplice-w2")), num(values.get("relay"))) if "relay" in comparable else "-"]
         rows.append([label, *[fmt(values.get(k)) for k in columns],
                      ratio(num(w), num(values.get("relay"))) if has_relay and "relay" in comparable else "-",
+                     *(w2 if has_w2 else []),
                      ratio(num(w), num(values.get("websockify"))) if has_wsf and "websockify" in comparable else "-",
                      client or ""])
 
@@ -1340,7 +1353,7 @@ def main(argv):
     print(f"wsplice benchmark, {started}: {os.cpu_count()} cores ({cpu_model}), Linux {platform.release()}, "
           f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"median of {args.repeat} runs of {args.duration:g}s per case ({args.connection_repeat} idle ramps); "
-          f"MB = 10^6 bytes; ratios are wsplice divided by the other column")
+          f"MB = 10^6 bytes; ratios are wsplice (w2: wsplice-w2, workers = 2) divided by the other column")
     print()
     if traffic[0] or conn_runs is not None:
         print_table(ctx, kinds, traffic, conn_runs)

@@ -323,12 +323,64 @@ def run(tmp, name):
         echo.close()
 
 
+# An echo server in Perl (perl-base is in every Debian image, even minbase): one child per
+# connection, so several sessions can run at once.
+PERL_ECHO = (
+    "use IO::Socket::INET; $SIG{CHLD}='IGNORE';"
+    "my $s=IO::Socket::INET->new(LocalPort=>5900,Listen=>16,ReuseAddr=>1) or die $!;"
+    "while(my $c=$s->accept){ if(!fork){ my $b; while(sysread($c,$b,65536)){ syswrite($c,$b) } exit } }"
+)
+BASE_IMAGE = os.environ.get("WSPLICE_BASE_IMAGE", "docker.io/library/debian:bookworm-slim")
+
+
+def run_network(tmp, name):
+    """The image's own default config (/websockify -> backend:5900) on a podman network,
+    with the backend as another container named by a network alias: the gateway must
+    resolve it through the network's DNS server, like a compose service name."""
+    net, backend = name + "-net", name + "-backend"
+    host_port = free_port()
+    try:
+        podman("network", "create", net)
+        podman("run", "-d", "--name", backend, "--network", net, "--network-alias", "backend",
+               BASE_IMAGE, "perl", "-e", PERL_ECHO)
+        podman("run", "-d", "--name", name, "--network", net, "-p", "127.0.0.1:%d:6080" % host_port,
+               "--health-interval", "disable", IMAGE)
+        t0 = time.monotonic()
+        while not http_answers(host_port):
+            if time.monotonic() - t0 > START_LIMIT_S:
+                raise Failure("no HTTP answer on 127.0.0.1:%d within %.0fs" % (host_port, START_LIMIT_S))
+            time.sleep(0.02)
+        resolv = podman("exec", name, "cat", "/etc/resolv.conf").stdout
+        for i in range(6):  # each session resolves the name again
+            payload = b"session %d through backend:5900 " % i * 100
+            ws = WS(host_port, "/websockify")
+            ws.send(0x2, payload)
+            if ws.recv_data(len(payload)) != payload:
+                raise Failure("session %d: echo differs" % i)
+            ws.send(0x8, struct.pack("!H", 1000))
+            if ws.recv_close() != 1000:
+                raise Failure("session %d: no close 1000" % i)
+            ws.close()
+        step("container network: 6 sessions to backend:5900 by its network alias (resolv.conf: %s)"
+             % " ".join(l.split()[1] for l in resolv.splitlines() if l.startswith("nameserver")))
+        podman("stop", "-t", "10", name)
+        exit_code = podman("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip()
+        if exit_code != "0":
+            raise Failure("container exit code %s" % exit_code)
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
+        podman("rm", "-f", "-t", "0", backend, check=False)
+        podman("network", "rm", "-f", net, check=False)
+
+
 def main():
     name = "wsplice-test-%d" % os.getpid()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wsplice-docker-") as tmp:
         try:
             run(tmp, name)
+            podman("rm", "-f", "-t", "0", name, check=False)
+            run_network(tmp, name)
         except (Failure, subprocess.TimeoutExpired, OSError) as e:
             print("docker-test: FAILED: %s" % e, file=sys.stderr, flush=True)
             r = podman("logs", name, check=False)

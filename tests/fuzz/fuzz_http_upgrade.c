@@ -47,7 +47,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (http_upgrade_format_101(reply, accept, http_upgrade_choose_subprotocol(&req)) == 0)
             abort();
-    } else if (http_upgrade_format_error(reply, status, http_upgrade_verdict_str(v)) == 0) {
+    } else if (http_upgrade_format_error(reply, status, http_upgrade_verdict_str(v), (unsigned)(size % 7)) == 0) {
         abort();
     }
     return 0;

@@ -28,7 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct event_base *base;
 static struct worker worker;
+static struct worker_group group;
+static struct admission_counts counts;
 static struct config *cfg;
+static struct session_admission adm; /* no per-IP table: the peer is always the same */
 static uint64_t backend_bytes;
 
 static void
@@ -104,7 +107,11 @@ fuzz_init(void)
         abort();
     worker.base = base;
     worker.cfg = cfg;
-    worker.max_sessions = 16;
+    worker.group = &group;
+    worker_group_set_limits(&group, 16, 0);
+    pthread_mutex_init(&counts.lock, NULL);
+    adm.counts = &counts; /* no per-IP table: the defaults limit nothing per address */
+    adm.limits = cfg->listeners[0].limits;
 }
 
 int
@@ -120,8 +127,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == -1)
         abort();
     peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    session_start(&worker, sv[0], (struct sockaddr *)&peer, sizeof peer, 0, &cfg->listeners[0].limits, NULL,
-                  cfg->listeners[0].webroot);
+    adm.web = cfg->listeners[0].webroot;
+    session_start(&worker, sv[0], (struct sockaddr *)&peer, sizeof peer, &adm);
     /* Feed the input while the loop runs, then end the client's side. */
     for (int spins = 0; off < size && spins < 10000; spins++) {
         ssize_t n = write(sv[1], data + off, size - off);

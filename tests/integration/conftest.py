@@ -1,5 +1,5 @@
 """Fixtures: every gateway and backend a test starts is torn down after it, and a
-gateway that crashed or reported a sanitizer error fails the test."""
+gateway that crashed or reported a sanitizer or valgrind error fails the test."""
 
 import os
 import sys
@@ -17,6 +17,14 @@ def cleanup():
     yield things
     for t in reversed(things):
         t.close()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A throwaway PKI made with the openssl command (tlslib.TestPKI), once per run."""
+    import tlslib
+
+    return tlslib.TestPKI(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
@@ -48,6 +56,9 @@ def gw_factory(cleanup):
         assert "ERROR: AddressSanitizer" not in log, log
         assert "runtime error:" not in log, log  # UBSan
         assert "LeakSanitizer" not in log, log
+        # Under valgrind: checked whoever stopped the gateway (a test's own stop() too).
+        problem = harness.memcheck_problems(log, g.proc.returncode)
+        assert problem is None, "%s:\n%s" % (problem, log[-8000:])
         if g.proc.poll() is not None and g.proc.returncode < 0:
             pytest.fail("wsplice died from signal %d:\n%s" % (-g.proc.returncode, log))
 

@@ -24,6 +24,27 @@ WSPLICE_BIN = os.environ.get("WSPLICE_BIN", os.path.join(os.path.dirname(__file_
 GATEWAY_WRAPPER = os.environ.get("GATEWAY_WRAPPER", "")
 # Valgrind makes everything slower; tests that wait for the gateway scale their timeouts.
 SLOW = 20.0 if "valgrind" in GATEWAY_WRAPPER else 1.0
+# The exit status valgrind gives a gateway in which it found errors (its --error-exitcode).
+_m = re.search(r"--error-exitcode=(\d+)", GATEWAY_WRAPPER)
+VALGRIND_ERROR_EXIT = int(_m.group(1)) if _m and "valgrind" in GATEWAY_WRAPPER else None
+# What memcheck writes for an error or a leak (with -q it writes nothing else but warnings).
+VALGRIND_REPORT = re.compile(
+    r"^==\d+== (Invalid |Conditional jump|Use of uninitialised|Syscall param|Mismatched free|"
+    r"Source and destination overlap|.* are (definitely|possibly) lost|ERROR SUMMARY: [1-9])",
+    re.M,
+)
+
+
+def memcheck_problems(log, returncode):
+    """What valgrind reported in a gateway's log, or None (always None without valgrind)."""
+    if VALGRIND_ERROR_EXIT is None:
+        return None
+    # An exit code the gateway uses itself (1 runtime, 2 usage) proves nothing: then only
+    # the reports in the log count.
+    if returncode == VALGRIND_ERROR_EXIT and returncode not in (1, 2):
+        return "valgrind found errors (exit %d)" % returncode
+    m = VALGRIND_REPORT.search(log)
+    return "valgrind reported: " + m.group(0) if m else None
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -37,7 +58,7 @@ class Gateway:
     Listener addresses use port 0; the bound ports are read back from the log.
     """
 
-    def __init__(self, config=None, args=None, env=None, wait=True, rlimit_nofile=None):
+    def __init__(self, config=None, args=None, env=None, wait=True, rlimit_nofile=None, prefix=None):
         self.dir = tempfile.mkdtemp(prefix="wsplice-test-")
         self.log_path = os.path.join(self.dir, "gateway.log")
         self.config_path = None
@@ -50,6 +71,8 @@ class Gateway:
             argv = [WSPLICE_BIN] + list(args or [])
         if GATEWAY_WRAPPER:
             argv = shlex.split(GATEWAY_WRAPPER) + argv
+        if prefix:  # a command that sets the stage and then execs the rest (same process)
+            argv = list(prefix) + argv
         preexec = None
         if rlimit_nofile is not None:
             import resource
@@ -146,12 +169,14 @@ class Gateway:
         # Under a wrapper (valgrind) the wrapper is the gateway process itself.
         return self.proc.pid
 
-    def rss_kb(self):
+    def rss_kb(self, field="VmRSS"):
+        """A memory figure from /proc/PID/status in KiB: VmRSS (resident), VmHWM (its peak),
+        VmPeak (the peak address space)."""
         with open("/proc/%d/status" % self._pid()) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        raise AssertionError("no " + field)
 
     def fd_count(self):
         return len(os.listdir("/proc/%d/fd" % self._pid()))
@@ -400,8 +425,12 @@ class WSClient:
     """A raw-socket WebSocket client. It does exactly what it is told, so tests can send
     malformed frames and observe the gateway's exact answers."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout * SLOW)
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, source=None):
+        # 'source' binds the client to another loopback address (127.0.0.2, ...), so one
+        # machine can act as several client IPs.
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout * SLOW, source_address=(source, 0) if source else None
+        )
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.status = None

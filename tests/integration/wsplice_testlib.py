@@ -195,16 +195,19 @@ def _capture(t, fn, args):
 
 class HalfCloseSource(harness.SinkBackend):
     """Sends 'size' seeded bytes, shuts its write side, then hashes everything it still
-    receives until EOF (what harness.SourceBackend(end='shutdown') reads but discards)."""
+    receives until EOF (what harness.SourceBackend(end='shutdown') reads but discards).
+    With half_close=False it keeps its write side open: the gateway sees no EOF."""
 
-    def __init__(self, size, seed=1, **kw):
+    def __init__(self, size, seed=1, half_close=True, **kw):
         self.size = size
         self.seed = seed
+        self.half_close = half_close
         super().__init__(**kw)
 
     def handle(self, c):
         c.sendall(harness.seeded_bytes(self.size, self.seed))
-        c.shutdown(socket.SHUT_WR)
+        if self.half_close:
+            c.shutdown(socket.SHUT_WR)
         self.sink(c)
 
 

@@ -585,11 +585,11 @@ test_format_101(void)
 }
 
 static void
-check_error_reply(int status, const char *reason)
+check_error_reply(int status, const char *reason, unsigned retry_after_s)
 {
     char out[HTTP_REPLY_MAX];
     char status_line[64];
-    size_t n = http_upgrade_format_error(out, status, reason);
+    size_t n = http_upgrade_format_error(out, status, reason, retry_after_s);
     size_t vlen = 0;
     int count = 0;
 
@@ -623,6 +623,13 @@ check_error_reply(int status, const char *reason)
         CHECK(reply_has(out, "Allow", "GET"));
     else
         CHECK(reply_lacks(out, "Allow"));
+    if (retry_after_s > 0) {
+        char seconds[16];
+        snprintf(seconds, sizeof seconds, "%u", retry_after_s);
+        CHECK(reply_has(out, "Retry-After", seconds));
+    } else {
+        CHECK(reply_lacks(out, "Retry-After"));
+    }
 }
 
 static void
@@ -645,18 +652,24 @@ test_format_error(void)
     };
     for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++) {
         CHECK(strcmp(http_status_phrase(phrases[i].status), phrases[i].phrase) == 0);
-        check_error_reply(phrases[i].status, "something went wrong");
+        check_error_reply(phrases[i].status, "something went wrong", 0);
     }
-    check_error_reply(426, http_upgrade_verdict_str(HTTP_UPGRADE_PLAIN_HTTP));
-    check_error_reply(405, http_upgrade_verdict_str(HTTP_UPGRADE_NOT_GET));
-    check_error_reply(400, "");
+    check_error_reply(426, http_upgrade_verdict_str(HTTP_UPGRADE_PLAIN_HTTP), 0);
+    check_error_reply(405, http_upgrade_verdict_str(HTTP_UPGRADE_NOT_GET), 0);
+    check_error_reply(400, "", 0);
+    /* Refusals that say when to come back (RFC 9110 §10.2.3, RFC 6585 §4). */
+    CHECK(strcmp(http_status_phrase(429), "Too Many Requests") == 0);
+    check_error_reply(429, "too many new connections from this address", 1);
+    check_error_reply(429, "too many sessions from this address", 4294967295u);
+    check_error_reply(503, "too many pending handshakes", 5);
 
     /* A reason too long for the reply is cut, and Content-Length still matches. */
     char long_reason[3000];
     memset(long_reason, 'r', sizeof long_reason - 1);
     long_reason[sizeof long_reason - 1] = '\0';
-    check_error_reply(426, long_reason);
-    check_error_reply(400, long_reason);
+    check_error_reply(426, long_reason, 0);
+    check_error_reply(400, long_reason, 0);
+    check_error_reply(429, long_reason, 120);
 }
 
 /* ---- http_list_has_token ---- */
