@@ -461,6 +461,12 @@ class WsspliceWorkersTarget(WsspliceTarget):
 
     kind = "wsplice-w2"
 
+    @staticmethod
+    def wants(case):
+        """Only where a second thread can matter: many connections (one session stays on
+        one thread). Latency and single-connection runs would only use up the time budget."""
+        return case["section"] == "throughput" and case["conns"] > 1
+
     def config(self, backend_ports, modes):
         return super().config(backend_ports, modes).replace("[gateway]\n", "[gateway]\nworkers = 2\n", 1)
 
@@ -683,6 +689,8 @@ def run_cases(ctx, backend, targets, cases):
             order = targets[rep % len(targets):] + targets[:rep % len(targets)]
             for target in order:
                 key = (target.kind, case_key(case, target.scheme))
+                if not getattr(target, "wants", lambda c: True)(case):
+                    continue
                 if len(runs.get(key, [])) > rep:
                     continue  # already measured for this repetition (shared tcp up runs)
                 if ctx.over_budget(per_run + ctx.reserve):
