@@ -30,11 +30,6 @@ MIB = 1024 * 1024
 TLS12, TLS13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
 
 
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory):
-    return tlslib.TestPKI(tmp_path_factory.mktemp("pki"))
-
-
 def tls_gateway(gw_factory, backend_port, listener=None, routes=None, gateway=None, **kw):
     """A gateway with one TLS listener 'main' and a route /* to 127.0.0.1:backend_port
     (unless 'routes' is given). Returns (gateway, {(section, key): line})."""
