@@ -310,7 +310,7 @@ class LibsslSocket:
     SO_SNDTIMEO; it has the sendall/recv/settimeout/close that harness.WSClient uses.
     No certificate verification (the tests check certificates elsewhere)."""
 
-    SSL_ERROR_ZERO_RETURN = 6
+    SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE, SSL_ERROR_ZERO_RETURN = 2, 3, 6
     SSL_KEY_UPDATE_REQUESTED = 1
     _lib = None
 
@@ -363,9 +363,12 @@ class LibsslSocket:
         n = self.lib().SSL_read(self.ssl, buf, size)
         if n > 0:
             return buf.raw[:n]
-        if self.lib().SSL_get_error(self.ssl, n) == self.SSL_ERROR_ZERO_RETURN:
+        err = self.lib().SSL_get_error(self.ssl, n)
+        if err == self.SSL_ERROR_ZERO_RETURN:
             return b""
-        raise socket.timeout("SSL_read failed: SSL_get_error %d" % self.lib().SSL_get_error(self.ssl, n))
+        if err in (self.SSL_ERROR_WANT_READ, self.SSL_ERROR_WANT_WRITE):
+            raise socket.timeout("SSL_read: no data within the socket's timeout")
+        raise ConnectionResetError("SSL_read failed: SSL_get_error %d" % err)
 
     def key_update(self):
         """Send a KeyUpdate that asks the peer to update its keys too (RFC 8446 §4.6.3)."""
