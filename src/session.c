@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -40,6 +41,8 @@
 #define SESSION_MAX_READ         (64 * 1024)  /* one read from the client: about one large frame */
 #define SESSION_MAX_READ_BACKEND (256 * 1024) /* one read from the backend: all of it becomes one frame */
 #define SESSION_MAX_WRITE        (256 * 1024) /* one write() to either side */
+#define SESSION_TLS_READ         (256 * 1024) /* one read() from a TLS side, fed to OpenSSL */
+#define SESSION_TLS_CHUNK        (64 * 1024)  /* input buffer space taken at a time for SSL_read */
 #define SESSION_PEEK_EXTENTS     16
 #define SESSION_PEER_MAX         56           /* "[" IPv6 "]:" port */
 #define BASE64_CHUNK             (3 * 1024)   /* raw bytes encoded per step: a multiple of 3 */
@@ -129,9 +132,12 @@ struct session {
     evutil_socket_t probe_fd; /* owned until the client bufferevent takes it; -1 after */
     bool client_tls, backend_tls, backend_tls_failed;
     bool no_descriptors; /* a backend socket could not be created: EMFILE and the like */
-    /* Plain sockets, once relaying, are read here in large reads (see session_read_socket);
-     * NULL while the bufferevent reads (handshake, TLS). */
+    /* Once relaying, sides are read here in large reads (see session_read_socket and
+     * session_read_tls); NULL while the bufferevent reads (handshake). */
     struct event *client_rd, *backend_rd;
+    /* Owned, TLS sides once relaying: wait until the socket takes the rest of a write
+     * batch (see session_tls_unsent). */
+    struct event *client_wr, *backend_wr;
 
     struct webroot *web;          /* counted reference: the listener's web root; NULL: none */
     struct webroot_body web_body; /* the file of the response in SESSION_WEB */
@@ -165,6 +171,11 @@ session_tls_error(struct bufferevent *bev, char *buf, size_t size)
     unsigned long e, reason = 0;
 
     while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        if (ERR_GET_LIB(e) != 0)
+            reason = e;
+    /* A failed SSL_read of our own (session_read_tls) left its reasons in the thread's
+     * queue instead, oldest first. */
+    while (reason == 0 && (e = ERR_get_error()) != 0)
         if (ERR_GET_LIB(e) != 0)
             reason = e;
     ERR_clear_error(); /* nothing may leak into the next connection's queue */
@@ -309,15 +320,53 @@ session_set_state(struct session *s, enum session_state next)
 static void
 session_set_read(struct bufferevent *bev, struct event *rd, bool want)
 {
-    bool on =
-        rd != NULL ? event_pending(rd, EV_READ, NULL) != 0 : (bufferevent_get_enabled(bev) & EV_READ) != 0;
+    bool on = rd != NULL ? event_pending(rd, EV_READ | EV_WRITE, NULL) != 0
+                         : (bufferevent_get_enabled(bev) & EV_READ) != 0;
 
     if (want == on)
         return;
-    if (rd != NULL)
-        want ? event_add(rd, NULL) : event_del(rd);
-    else
+    if (rd == NULL) {
         want ? bufferevent_enable(bev, EV_READ) : bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    if (!want) {
+        event_del(rd);
+        return;
+    }
+    event_add(rd, NULL);
+    /* Input already read from the socket will not make it readable again. */
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (ssl != NULL && tls_feed_pending(ssl))
+        event_active(rd, EV_READ, 1);
+}
+
+/* bufferevent_openssl writes each TLS record (at most 16 KiB) with a write(2) of its own;
+ * a relaying TLS side holds them in a batch (tls_relay_start) that goes out in one write
+ * when the side's queue runs empty, from session_output_cb. Returns true if part of the
+ * batch waits for the socket to be writable, and arms 'wr' for it. Plain sides, and a
+ * socket that failed (its error shows on the next read), hold nothing. */
+static bool
+session_tls_unsent(struct bufferevent *bev, struct event *wr)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+    if (ssl == NULL || wr == NULL || tls_batch_flush(ssl) != 0)
+        return false;
+    event_add(wr, NULL);
+    return true;
+}
+
+static void
+session_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct session *s = arg;
+
+    if (info->n_deleted == 0 || evbuffer_get_length(buf) != 0)
+        return; /* the bufferevent goes on writing: the batch fills up further */
+    if (s->client != NULL && buf == bufferevent_get_output(s->client))
+        session_tls_unsent(s->client, s->client_wr);
+    else if (s->backend != NULL && buf == bufferevent_get_output(s->backend))
+        session_tls_unsent(s->backend, s->backend_wr);
 }
 
 /* Read from a side only while the queue its data feeds is under the high-water mark.
@@ -363,6 +412,17 @@ session_log_close(struct session *s)
              session_by_str(s->closed_by), s->close_reason ? s->close_reason : "");
 }
 
+/* Free a side's own read and write events, if it has them. */
+static void
+session_events_free(struct event **rd, struct event **wr)
+{
+    if (*rd != NULL)
+        event_free(*rd);
+    if (*wr != NULL)
+        event_free(*wr);
+    *rd = *wr = NULL;
+}
+
 /* Tear everything down now. 's' is gone afterwards. */
 static void
 session_free(struct session *s)
@@ -375,10 +435,8 @@ session_free(struct session *s)
     } else {
         log_debug("session s=%" PRIu64 " end state=%s", s->id, session_state_str(s->state));
     }
-    if (s->client_rd != NULL)
-        event_free(s->client_rd);
-    if (s->backend_rd != NULL)
-        event_free(s->backend_rd);
+    session_events_free(&s->client_rd, &s->client_wr);
+    session_events_free(&s->backend_rd, &s->backend_wr);
     if (s->client != NULL)
         bufferevent_free(s->client);
     if (s->backend != NULL)
@@ -427,10 +485,7 @@ session_free(struct session *s)
 static void
 session_client_done(struct session *s)
 {
-    if (s->client_rd != NULL) {
-        event_free(s->client_rd);
-        s->client_rd = NULL;
-    }
+    session_events_free(&s->client_rd, &s->client_wr);
     bufferevent_free(s->client);
     s->client = NULL;
     if (s->backend == NULL || s->state == SESSION_CONNECTING)
@@ -440,25 +495,36 @@ session_client_done(struct session *s)
 static void
 session_backend_done(struct session *s)
 {
-    if (s->backend_rd != NULL) {
-        event_free(s->backend_rd);
-        s->backend_rd = NULL;
-    }
+    session_events_free(&s->backend_rd, &s->backend_wr);
     bufferevent_free(s->backend);
     s->backend = NULL;
     if (s->client == NULL)
         session_free(s);
 }
 
-/* The write side of a side has flushed: send FIN and wait for the peer's EOF. */
+/* The write side of a side has flushed: send close_notify (TLS) and FIN, and wait for the
+ * peer's EOF. FIN waits while the end of a TLS write batch waits for the socket. */
 static void
 session_client_shutdown(struct session *s)
 {
     s->client_phase = SIDE_LINGER;
+    session_set_read(s->client, s->client_rd, true);
     if (s->client_tls)
         SSL_shutdown(bufferevent_openssl_get_ssl(s->client)); /* close_notify; the queue is empty */
-    shutdown(bufferevent_getfd(s->client), SHUT_WR);
-    session_set_read(s->client, s->client_rd, true);
+    if (!session_tls_unsent(s->client, s->client_wr))         /* else session_client_wr_cb shuts */
+        shutdown(bufferevent_getfd(s->client), SHUT_WR);
+}
+
+/* FIN to the backend, once everything before it went out. May free 's'. */
+static void
+session_backend_fin(struct session *s)
+{
+    shutdown(bufferevent_getfd(s->backend), SHUT_WR);
+    if (s->backend_eof) {
+        session_backend_done(s); /* the backend already closed its side: nothing to wait for */
+        return;
+    }
+    session_set_read(s->backend, s->backend_rd, true);
 }
 
 /* May free 's'. */
@@ -468,12 +534,8 @@ session_backend_shutdown(struct session *s)
     s->backend_phase = SIDE_LINGER;
     if (s->backend_tls)
         SSL_shutdown(bufferevent_openssl_get_ssl(s->backend));
-    shutdown(bufferevent_getfd(s->backend), SHUT_WR);
-    if (s->backend_eof) {
-        session_backend_done(s); /* the backend already closed its side: nothing to wait for */
-        return;
-    }
-    session_set_read(s->backend, s->backend_rd, true);
+    if (!session_tls_unsent(s->backend, s->backend_wr)) /* else session_backend_wr_cb goes on */
+        session_backend_fin(s);
 }
 
 /* Stop relaying to the client: flush what is queued (a close frame or an HTTP reply),
@@ -488,7 +550,8 @@ session_client_finish(struct session *s)
     evbuffer_drain(bufferevent_get_input(s->client), evbuffer_get_length(bufferevent_get_input(s->client)));
     bufferevent_enable(s->client, EV_WRITE);
     session_set_read(s->client, s->client_rd, true);
-    if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0)
+    if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0 &&
+        !session_tls_unsent(s->client, s->client_wr))
         session_client_shutdown(s);
 }
 
@@ -502,7 +565,8 @@ session_backend_finish(struct session *s)
     s->backend_phase = SIDE_FLUSH;
     bufferevent_setwatermark(s->backend, EV_WRITE, 0, 0);
     evbuffer_drain(bufferevent_get_input(s->backend), evbuffer_get_length(bufferevent_get_input(s->backend)));
-    if (evbuffer_get_length(bufferevent_get_output(s->backend)) == 0)
+    if (evbuffer_get_length(bufferevent_get_output(s->backend)) == 0 &&
+        !session_tls_unsent(s->backend, s->backend_wr))
         session_backend_shutdown(s);
 }
 
@@ -1219,7 +1283,7 @@ session_client_write_cb(struct bufferevent *bev, void *arg)
     struct session *s = arg;
 
     if (s->client_phase == SIDE_FLUSH) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !session_tls_unsent(bev, s->client_wr))
             session_client_shutdown(s);
         return;
     }
@@ -1283,7 +1347,7 @@ session_backend_write_cb(struct bufferevent *bev, void *arg)
     struct session *s = arg;
 
     if (s->backend_phase == SIDE_FLUSH) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !session_tls_unsent(bev, s->backend_wr))
             session_backend_shutdown(s);
         return;
     }
@@ -1294,7 +1358,7 @@ session_backend_write_cb(struct bufferevent *bev, void *arg)
  * (EVBUFFER_MAX_READ in buffer.c), which caps a relay far below what loopback can carry.
  * Relaying plain sockets are therefore read here, in one readv of up to SESSION_MAX_READ
  * straight into the bufferevent's input buffer; writes, write callbacks and error events
- * stay with the bufferevent, and TLS sides keep its reads (they have no such cap).
+ * stay with the bufferevent (TLS sides: see session_read_tls).
  * Returns the bytes read, 0 at EOF, -1 on an error, -2 when nothing was ready. */
 /* session_read_socket() when the kernel reports nothing queued: one small read on the
  * stack, so an EOF or an error costs no buffer memory. Same returns. */
@@ -1379,48 +1443,214 @@ session_read_socket(struct bufferevent *bev, evutil_socket_t fd, size_t max)
     return (err == EAGAIN || err == EWOULDBLOCK) ? -2 : -1;
 }
 
+/* Point a side's read event at readability or (while SSL_read waits to write)
+ * writability of its socket; whether it is added stays as it was. */
+static void
+session_read_event_set(struct event *rd, short what)
+{
+    if ((event_get_events(rd) & (EV_READ | EV_WRITE)) == what)
+        return;
+    bool added = event_pending(rd, EV_READ | EV_WRITE, NULL) != 0;
+    event_del(rd);
+    event_assign(rd, event_get_base(rd), event_get_fd(rd), what | EV_PERSIST, event_get_callback(rd),
+                 event_get_callback_arg(rd));
+    if (added)
+        event_add(rd, NULL);
+}
+
+/* How a failed SSL_read ends a side, as bufferevent_openssl reports it: close_notify, or
+ * a TCP close without one (allowed on every TLS side here), is EOF; anything else is an
+ * error, whose reasons stay in OpenSSL's error queue for session_tls_error(). */
+static short
+session_tls_read_end(int ssl_err, int ret)
+{
+    if (ssl_err == SSL_ERROR_ZERO_RETURN)
+        return BEV_EVENT_EOF;
+    if (ssl_err == SSL_ERROR_SYSCALL && (ret == 0 || ret == -1) && ERR_peek_error() == 0)
+        return BEV_EVENT_EOF;
+    return BEV_EVENT_ERROR;
+}
+
+/* Relaying TLS sides are read here too. libevent 2.1's bufferevent_openssl asks SSL_read
+ * for 4 KiB at a time and goes back to the event loop once a record is used up, and
+ * OpenSSL reads each record with two read(2) calls (header, body). Here one read(2) of up
+ * to SESSION_TLS_READ bytes is fed to OpenSSL (tls_feed_*), and SSL_read runs until it
+ * has used all of it, straight into the bufferevent's input. The handshake, writes and
+ * close_notify stay with the bufferevent. SSL_read may need to write (a TLS 1.3
+ * KeyUpdate answer); if the socket is full, 'rd' waits for it to drain instead.
+ * Returns the bytes read; *end is set to BEV_EVENT_EOF or BEV_EVENT_ERROR if the side
+ * ended (after those bytes), else 0. */
+static size_t
+session_read_tls(struct session *s, struct bufferevent *bev, struct event *rd, short *end)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t got = 0, room = 0;
+    int ret = 1, ssl_err = SSL_ERROR_NONE;
+    uint8_t *space = tls_feed_space(ssl, SESSION_TLS_READ, &room);
+
+    *end = 0;
+    if (space == NULL) {
+        *end = BEV_EVENT_ERROR; /* no memory */
+        return 0;
+    }
+    if (room > 0) {
+        ssize_t r;
+        do
+            r = read(bufferevent_getfd(bev), space, room);
+        while (r == -1 && errno == EINTR);
+        if (r > 0)
+            tls_feed_commit(ssl, (size_t)r);
+        else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            tls_feed_end(ssl, r == 0 ? 0 : errno); /* SSL_read reports it after the data */
+    }
+    evbuffer_unfreeze(in, 0);
+    ERR_clear_error(); /* SSL_get_error() reads the queue: nothing older may be in it */
+    while (ssl_err == SSL_ERROR_NONE) {
+        struct evbuffer_iovec vec[2];
+        int n = evbuffer_reserve_space(in, SESSION_TLS_CHUNK, vec, 2), used = 0;
+        if (n <= 0) {
+            ssl_err = SSL_ERROR_SSL; /* no memory for the input */
+            break;
+        }
+        for (int i = 0; i < n && ssl_err == SSL_ERROR_NONE; i++) {
+            size_t off = 0;
+            while (off < vec[i].iov_len) {
+                size_t want = vec[i].iov_len - off < INT_MAX ? vec[i].iov_len - off : INT_MAX;
+                ret = SSL_read(ssl, (uint8_t *)vec[i].iov_base + off, (int)want);
+                if (ret <= 0) {
+                    ssl_err = SSL_get_error(ssl, ret);
+                    break;
+                }
+                off += (size_t)ret;
+            }
+            vec[i].iov_len = off;
+            got += off;
+            if (off > 0)
+                used = i + 1;
+        }
+        evbuffer_commit_space(in, vec, used);
+    }
+    evbuffer_freeze(in, 0);
+    tls_feed_trim(ssl);
+    switch (ssl_err) {
+    case SSL_ERROR_WANT_READ: /* everything fed is used: wait for the socket */
+        session_read_event_set(rd, EV_READ);
+        break;
+    case SSL_ERROR_WANT_WRITE:
+        if (!(event_get_events(rd) & EV_WRITE))
+            log_debug("session s=%" PRIu64 " tls read waits until the socket takes a write", s->id);
+        session_read_event_set(rd, EV_WRITE);
+        break;
+    default:
+        *end = session_tls_read_end(ssl_err, ret);
+        break;
+    }
+    return got;
+}
+
+/* One readiness of a side's own read event: the bytes it brought into the side's input
+ * (for the caller to relay), and in *end the event that ends the side (0 if none). */
+static size_t
+session_read_side(struct session *s, struct bufferevent *bev, struct event *rd, size_t max, short *end)
+{
+    if (bufferevent_openssl_get_ssl(bev) != NULL)
+        return session_read_tls(s, bev, rd, end);
+    ssize_t r = session_read_socket(bev, bufferevent_getfd(bev), max);
+    *end = r == 0 ? BEV_EVENT_EOF : r == -1 ? BEV_EVENT_ERROR : 0;
+    return r > 0 ? (size_t)r : 0;
+}
+
+/* Neither read callback frees its side, so the end (if any) is reported after the data. */
 static void
 session_client_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    ssize_t r = session_read_socket(s->client, fd, SESSION_MAX_READ);
+    short end;
 
+    (void)fd;
     (void)what;
-    if (r == -2)
-        return;
-    if (r <= 0) {
-        session_client_event_cb(s->client, BEV_EVENT_READING | (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), s);
-        return;
-    }
-    session_client_read_cb(s->client, s);
+    if (session_read_side(s, s->client, s->client_rd, SESSION_MAX_READ, &end) > 0)
+        session_client_read_cb(s->client, s);
+    if (end != 0)
+        session_client_event_cb(s->client, BEV_EVENT_READING | end, s);
 }
 
 static void
 session_backend_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    ssize_t r = session_read_socket(s->backend, fd, SESSION_MAX_READ_BACKEND);
+    short end;
+
+    (void)fd;
+    (void)what;
+    if (session_read_side(s, s->backend, s->backend_rd, SESSION_MAX_READ_BACKEND, &end) > 0)
+        session_backend_read_cb(s->backend, s);
+    if (end != 0)
+        session_backend_event_cb(s->backend, BEV_EVENT_READING | end, s);
+}
+
+/* The socket of a TLS side took (part of) the rest of its write batch: go on with the
+ * shutdown that waited for it. */
+static void
+session_client_wr_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
 
     (void)what;
-    if (r == -2)
+    if (session_tls_unsent(s->client, s->client_wr))
         return;
-    if (r <= 0) {
-        session_backend_event_cb(s->backend, BEV_EVENT_READING | (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR),
-                                 s);
+    if (s->client_phase == SIDE_FLUSH && evbuffer_get_length(bufferevent_get_output(s->client)) == 0)
+        session_client_shutdown(s);
+    else if (s->client_phase == SIDE_LINGER)
+        shutdown(fd, SHUT_WR);
+}
+
+static void
+session_backend_wr_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (session_tls_unsent(s->backend, s->backend_wr))
         return;
-    }
-    session_backend_read_cb(s->backend, s);
+    if (s->backend_phase == SIDE_FLUSH && evbuffer_get_length(bufferevent_get_output(s->backend)) == 0)
+        session_backend_shutdown(s);
+    else if (s->backend_phase == SIDE_LINGER)
+        session_backend_fin(s);
 }
 
 /* A persistent read event for a side's socket, not yet added; the bufferevent stops
- * reading that socket. NULL on ENOMEM (the bufferevent then keeps reading). */
+ * reading that socket. A TLS side also gets tls_relay_start()'s BIOs, the event that waits
+ * to send the rest of a write batch (*wr, with 'wr_cb') and the flush at the end of each
+ * run of writes (session_output_cb). NULL on ENOMEM, or for a TLS 1.2 side that may
+ * renegotiate: the bufferevent then keeps reading, and writes without a batch. */
 static struct event *
-session_read_event_new(struct session *s, struct bufferevent *bev, event_callback_fn cb)
+session_read_event_new(struct session *s, struct bufferevent *bev, event_callback_fn cb,
+                       event_callback_fn wr_cb, struct event **wr)
 {
-    struct event *ev = event_new(s->worker->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, cb, s);
+    struct event_base *base = s->worker->base;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct event *ev = event_new(base, fd, EV_READ | EV_PERSIST, cb, s);
 
-    if (ev != NULL)
-        bufferevent_disable(bev, EV_READ);
+    if (ev == NULL)
+        return NULL;
+    if (ssl != NULL) {
+        struct evbuffer_cb_entry *flush = evbuffer_add_cb(bufferevent_get_output(bev), session_output_cb, s);
+        *wr = flush != NULL ? event_new(base, fd, EV_WRITE, wr_cb, s) : NULL;
+        if (*wr == NULL || tls_relay_start(ssl) == -1) {
+            if (flush != NULL)
+                evbuffer_remove_cb_entry(bufferevent_get_output(bev), flush);
+            if (*wr != NULL)
+                event_free(*wr);
+            *wr = NULL;
+            event_free(ev);
+            return NULL;
+        }
+    }
+    bufferevent_disable(bev, EV_READ);
     return ev;
 }
 
@@ -1431,8 +1661,8 @@ static void
 session_read_remaining(struct bufferevent *bev, struct event *rd, struct session *s,
                        void (*relay)(struct session *s))
 {
-    if (rd == NULL)
-        return; /* TLS sides: the bufferevent has read what it could */
+    if (rd == NULL || bufferevent_openssl_get_ssl(bev) != NULL)
+        return; /* TLS: after a failed SSL_write no more I/O is allowed on the connection */
     for (int i = 0; i < 1024; i++) {
         if (session_read_socket(bev, bufferevent_getfd(bev), SESSION_MAX_READ_BACKEND) <= 0)
             break;
@@ -1479,10 +1709,10 @@ session_backend_connected(struct session *s)
              s->route->name, addr_format(&s->route->target, target, sizeof target),
              http_subprotocol_str(s->proto), tls, s->worker->index);
     bufferevent_enable(s->backend, EV_WRITE);
-    if (!s->client_tls)
-        s->client_rd = session_read_event_new(s, s->client, session_client_sock_read_cb);
-    if (!s->backend_tls)
-        s->backend_rd = session_read_event_new(s, s->backend, session_backend_sock_read_cb);
+    s->client_rd = session_read_event_new(s, s->client, session_client_sock_read_cb, session_client_wr_cb,
+                                          &s->client_wr);
+    s->backend_rd = session_read_event_new(s, s->backend, session_backend_sock_read_cb, session_backend_wr_cb,
+                                           &s->backend_wr);
     session_set_read(s->backend, s->backend_rd, true);
     session_client_frames(s); /* anything the client sent before the 101 */
     session_update_flow(s);

@@ -6,9 +6,11 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,6 +23,7 @@
 #include "log.h"
 
 #define TLS_PASSWORD_MAX        1024
+#define TLS_BATCH_MAX           (256 * 1024) /* records held before they go out in one write */
 #define TLS_ERR(err, size, ...) snprintf((err), (size), __VA_ARGS__)
 
 struct tls_group {
@@ -632,4 +635,297 @@ tls_describe(SSL *ssl, char *buf, size_t size)
     snprintf(buf, size, "%s/%s sni=%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
              log_escape(shown, sizeof shown, sni, sni ? strlen(sni) : 0));
     return buf;
+}
+
+/* ---- reading a relaying connection in large chunks ---- */
+
+/* Bytes a BIO holds: in the feed, read from the socket by the caller and waiting for
+ * OpenSSL to ask for them; in the batch, records waiting to go to the socket BIO. */
+struct tls_held {
+    uint8_t *buf;    /* owned; NULL whenever nothing is held */
+    size_t off, len; /* held: buf[off, len) */
+    size_t cap;      /* size of buf */
+    int end_err;     /* feed: after the held bytes, 0 more may come, -1 EOF, else an errno */
+};
+
+static BIO_METHOD *tls_feed_method; /* made once, kept for the life of the process */
+static int tls_feed_type;
+
+static struct tls_held *
+tls_feed_of(SSL *ssl)
+{
+    BIO *bio = SSL_get_rbio(ssl);
+
+    if (bio == NULL || tls_feed_method == NULL || BIO_method_type(bio) != tls_feed_type)
+        return NULL;
+    return BIO_get_data(bio);
+}
+
+static int
+tls_feed_bio_read(BIO *bio, char *out, int out_len)
+{
+    struct tls_held *f = BIO_get_data(bio);
+    size_t avail = f->len - f->off;
+
+    BIO_clear_retry_flags(bio);
+    if (out_len <= 0)
+        return 0;
+    if (avail == 0) {
+        if (f->end_err == -1)
+            return 0; /* OpenSSL checks BIO_eof() to tell this from an error */
+        if (f->end_err != 0) {
+            errno = f->end_err;
+            return -1;
+        }
+        BIO_set_retry_read(bio); /* the caller reads the socket when it is readable */
+        return -1;
+    }
+    size_t n = avail < (size_t)out_len ? avail : (size_t)out_len;
+    memcpy(out, f->buf + f->off, n);
+    f->off += n;
+    return (int)n;
+}
+
+static long
+tls_feed_bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+    struct tls_held *f = BIO_get_data(bio);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_EOF:
+        return f->off == f->len && f->end_err == -1;
+    case BIO_CTRL_PENDING:
+        return (long)(f->len - f->off);
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int
+tls_held_bio_create(BIO *bio)
+{
+    struct tls_held *h = calloc(1, sizeof *h);
+
+    if (h == NULL)
+        return 0;
+    BIO_set_data(bio, h);
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+static int
+tls_held_bio_destroy(BIO *bio)
+{
+    struct tls_held *h = BIO_get_data(bio);
+
+    if (h != NULL) {
+        free(h->buf);
+        free(h);
+    }
+    BIO_set_data(bio, NULL);
+    return 1;
+}
+
+/* A BIO_METHOD made once and kept for the life of the process (NULL without memory);
+ * 'rd' or 'wr' NULL: the BIO does not do that. */
+static BIO_METHOD *
+tls_method_new(int kind, const char *name, int *type, int (*rd)(BIO *, char *, int),
+               int (*wr)(BIO *, const char *, int), long (*ctrl)(BIO *, int, long, void *))
+{
+    *type = BIO_get_new_index() | kind;
+    BIO_METHOD *m = BIO_meth_new(*type, name);
+
+    if (m == NULL || (rd != NULL && BIO_meth_set_read(m, rd) != 1) ||
+        (wr != NULL && BIO_meth_set_write(m, wr) != 1) || BIO_meth_set_ctrl(m, ctrl) != 1 ||
+        BIO_meth_set_create(m, tls_held_bio_create) != 1 ||
+        BIO_meth_set_destroy(m, tls_held_bio_destroy) != 1) {
+        BIO_meth_free(m);
+        ERR_clear_error();
+        return NULL;
+    }
+    return m;
+}
+
+uint8_t *
+tls_feed_space(SSL *ssl, size_t want, size_t *len)
+{
+    struct tls_held *f = tls_feed_of(ssl);
+
+    if (f == NULL)
+        return NULL;
+    if (f->off > 0) { /* keep the unread bytes at the front */
+        memmove(f->buf, f->buf + f->off, f->len - f->off);
+        f->len -= f->off;
+        f->off = 0;
+    }
+    if (f->cap < want) {
+        uint8_t *grown = realloc(f->buf, want);
+        if (grown == NULL)
+            return NULL;
+        f->buf = grown;
+        f->cap = want;
+    }
+    *len = f->len < want ? want - f->len : 0;
+    return f->buf + f->len;
+}
+
+void
+tls_feed_commit(SSL *ssl, size_t n)
+{
+    struct tls_held *f = tls_feed_of(ssl);
+
+    assert(f != NULL && n <= f->cap - f->len);
+    f->len += n;
+}
+
+void
+tls_feed_end(SSL *ssl, int err)
+{
+    struct tls_held *f = tls_feed_of(ssl);
+
+    if (f != NULL && f->end_err == 0)
+        f->end_err = err == 0 ? -1 : err;
+}
+
+bool
+tls_feed_pending(SSL *ssl)
+{
+    struct tls_held *f = tls_feed_of(ssl);
+
+    return SSL_pending(ssl) > 0 || (f != NULL && f->off < f->len);
+}
+
+void
+tls_feed_trim(SSL *ssl)
+{
+    struct tls_held *f = tls_feed_of(ssl);
+
+    if (f == NULL || f->off < f->len)
+        return;
+    free(f->buf); /* idle connections hold no buffer */
+    f->buf = NULL;
+    f->off = f->len = f->cap = 0;
+}
+
+/* ---- writing a relaying connection in batches ---- */
+
+/* The records SSL_write makes are held until the caller says a run of writes is over (or
+ * the buffer is full), then passed on to the next BIO (the socket) in one write. */
+static BIO_METHOD *tls_batch_method;
+static int tls_batch_type;
+
+/* Pass what is held to the next BIO: 1 all of it went, 0 some must wait (retry flags
+ * copied), -1 the next BIO failed. */
+static int
+tls_batch_push(BIO *bio, struct tls_held *b)
+{
+    BIO *next = BIO_next(bio);
+
+    while (b->off < b->len) {
+        int n = BIO_write(next, b->buf + b->off, (int)(b->len - b->off));
+        if (n <= 0) {
+            BIO_copy_next_retry(bio);
+            return BIO_should_retry(next) ? 0 : -1;
+        }
+        b->off += (size_t)n;
+    }
+    free(b->buf); /* idle connections hold no buffer */
+    b->buf = NULL;
+    b->off = b->len = b->cap = 0;
+    return 1;
+}
+
+static int
+tls_batch_bio_write(BIO *bio, const char *in, int in_len)
+{
+    struct tls_held *b = BIO_get_data(bio);
+
+    BIO_clear_retry_flags(bio);
+    if (in_len <= 0)
+        return 0;
+    if (b->len - b->off + (size_t)in_len > TLS_BATCH_MAX && tls_batch_push(bio, b) != 1)
+        return -1;                        /* full: OpenSSL keeps the record and writes it again later */
+    if ((size_t)in_len > TLS_BATCH_MAX) { /* more than a batch (never a record): pass it on */
+        int n = BIO_write(BIO_next(bio), in, in_len);
+        BIO_copy_next_retry(bio);
+        return n;
+    }
+    if (b->buf == NULL) {
+        if ((b->buf = malloc(TLS_BATCH_MAX)) == NULL)
+            return -1;
+        b->cap = TLS_BATCH_MAX;
+    }
+    if (b->len + (size_t)in_len > TLS_BATCH_MAX) { /* room only once the sent part is gone */
+        memmove(b->buf, b->buf + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+    }
+    memcpy(b->buf + b->len, in, (size_t)in_len);
+    b->len += (size_t)in_len;
+    return in_len;
+}
+
+static long
+tls_batch_bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+    struct tls_held *b = BIO_get_data(bio);
+
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: { /* OpenSSL flushes handshake messages and alerts itself */
+        int r = tls_batch_push(bio, b);
+        return r == 1 ? BIO_ctrl(BIO_next(bio), cmd, num, ptr) : r;
+    }
+    case BIO_CTRL_WPENDING:
+        return (long)(b->len - b->off) + BIO_ctrl(BIO_next(bio), cmd, num, ptr);
+    default: /* the descriptor and the rest are the socket BIO's */
+        return BIO_ctrl(BIO_next(bio), cmd, num, ptr);
+    }
+}
+
+static pthread_once_t tls_methods_once = PTHREAD_ONCE_INIT;
+
+static void
+tls_methods_init(void)
+{
+    tls_feed_method = tls_method_new(BIO_TYPE_SOURCE_SINK, "wsplice feed", &tls_feed_type, tls_feed_bio_read,
+                                     NULL, tls_feed_bio_ctrl);
+    tls_batch_method = tls_method_new(BIO_TYPE_FILTER, "wsplice batch", &tls_batch_type, NULL,
+                                      tls_batch_bio_write, tls_batch_bio_ctrl);
+}
+
+int
+tls_relay_start(SSL *ssl)
+{
+    /* A TLS 1.2 renegotiation lets SSL_write wait for input, which bufferevent_openssl then
+     * reads itself: only where it cannot happen do reads go through the feed. */
+    if (SSL_version(ssl) < TLS1_3_VERSION && !(SSL_get_options(ssl) & SSL_OP_NO_RENEGOTIATION))
+        return -1;
+    pthread_once(&tls_methods_once, tls_methods_init); /* worker threads may race here */
+    BIO *sock = SSL_get_wbio(ssl);
+    BIO *feed = tls_feed_method ? BIO_new(tls_feed_method) : NULL;
+    BIO *batch = tls_batch_method ? BIO_new(tls_batch_method) : NULL;
+    if (sock == NULL || feed == NULL || batch == NULL || BIO_up_ref(sock) != 1) {
+        BIO_free(feed);
+        BIO_free(batch);
+        ERR_clear_error();
+        return -1;
+    }
+    SSL_set0_rbio(ssl, feed);
+    BIO_push(batch, sock);     /* the batch now owns the reference taken above */
+    SSL_set0_wbio(ssl, batch); /* drops the SSL's own reference to the socket BIO */
+    return 0;
+}
+
+int
+tls_batch_flush(SSL *ssl)
+{
+    BIO *bio = SSL_get_wbio(ssl);
+
+    if (bio == NULL || tls_batch_method == NULL || BIO_method_type(bio) != tls_batch_type)
+        return 1;
+    return tls_batch_push(bio, BIO_get_data(bio));
 }

@@ -1,6 +1,7 @@
 /* tls.h - OpenSSL contexts built from the config: a listener's server side (several
  * certificates chosen by SNI, optional client certificates) and a route's client side
- * (TLS to the backend). Also OpenSSL's error queue as log text. No sockets here. */
+ * (TLS to the backend), and BIOs that batch a relaying connection's reads and writes.
+ * Also OpenSSL's error queue as log text. No sockets here. */
 #ifndef WSPLICE_TLS_H
 #define WSPLICE_TLS_H
 
@@ -52,6 +53,34 @@ void tls_client_free(void *client); /* a route table attachment destructor */
 /* A new SSL to connect to the backend: SNI and hostname verification use the configured
  * server name, else the target host. NULL on failure (logged). */
 SSL *tls_client_ssl_new(const struct tls_client *client);
+
+/* Large reads and writes for a relaying connection. Without help OpenSSL reads each
+ * record with two read(2) calls (header, then body) and writes each record (at most 16 KiB)
+ * with a write(2) of its own. tls_relay_start() swaps the BIOs of an established 'ssl': 0,
+ * or -1 with nothing changed (no memory, or a TLS 1.2 connection that may renegotiate,
+ * which needs bufferevent_openssl's own reads).
+ *
+ * Reads: the caller reads the socket itself, up to hundreds of KiB at once, and feeds the
+ * bytes to a read BIO that hands them out as SSL_read asks. tls_feed_space() returns room
+ * for what 'want' bytes leave beside those not yet read (its size in *len, possibly 0),
+ * NULL without memory or a feed; tls_feed_commit() adds the 'n' bytes written there.
+ * tls_feed_end() says no more will come: 'err' 0 for EOF (SSL_read then sees the peer's
+ * close), else the errno of the failed read. tls_feed_pending() is true while SSL_read
+ * can return data without more input; tls_feed_trim() frees the buffer once everything
+ * fed was read, so idle connections hold none.
+ *
+ * Writes: the records SSL_write makes are held (up to 256 KiB) and go to the socket BIO
+ * in one write when the buffer fills, when OpenSSL flushes (handshake messages, alerts
+ * such as close_notify) or when the caller calls tls_batch_flush() at the end of a run of
+ * writes: 1 everything went (also for an SSL without a batch), 0 some waits for the
+ * socket to be writable, -1 the socket failed. The buffer is freed when empty. */
+int tls_relay_start(SSL *ssl);
+uint8_t *tls_feed_space(SSL *ssl, size_t want, size_t *len);
+void tls_feed_commit(SSL *ssl, size_t n);
+void tls_feed_end(SSL *ssl, int err);
+bool tls_feed_pending(SSL *ssl);
+void tls_feed_trim(SSL *ssl);
+int tls_batch_flush(SSL *ssl);
 
 /* Log and clear this thread's OpenSSL error queue, one line each, prefixed with 'what'. */
 void log_tls_errors(const char *what);

@@ -9,6 +9,13 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import harness  # noqa: E402
+import tlslib  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """The TLS tests' certificates (tlslib.TestPKI), made once per run."""
+    return tlslib.TestPKI(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
@@ -17,14 +24,6 @@ def cleanup():
     yield things
     for t in reversed(things):
         t.close()
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory):
-    """A throwaway PKI made with the openssl command (tlslib.TestPKI), once per run."""
-    import tlslib
-
-    return tlslib.TestPKI(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Backpressure: a reader that stalls on either side makes the gateway stop reading from
 the other side instead of buffering. With 64 MiB pending, the gateway's resident memory
 stays within a fixed bound of its idle size, and once the reader resumes every byte
-arrives (sha256)."""
+arrives (sha256). Each case runs over ws:// and over wss:// (a TLS client side is read
+through the gateway's own OpenSSL feed, not the bufferevent)."""
 
 import random
 import time
@@ -9,10 +10,12 @@ import time
 import pytest
 
 import harness
+import tlslib
 from harness import SLOW
 from wsplice_testlib import (
     MIB,
     backend_conn,
+    peak_rss_during,
     random_frame_stream,
     recv_hash,
     send_in_random_writes,
@@ -29,29 +32,34 @@ STALL_S = 1.5
 BUFFERS = [pytest.param(None, id="buffer_default_256k"), pytest.param("16k", id="buffer_16k")]
 
 
-def gateway_for(gw_factory, port, buffer_bytes):
+@pytest.fixture(params=["ws", "wss"])
+def pki_for_wss(request):
+    """The test PKI when the client speaks wss://, None for ws://."""
+    return request.getfixturevalue("pki") if request.param == "wss" else None
+
+
+def gateway_for(gw_factory, port, buffer_bytes, pki=None):
+    """A gateway routing /* to port; with 'pki' its listener serves TLS."""
     opts = {} if buffer_bytes is None else {"buffer_bytes": buffer_bytes}
-    return start_gateway(gw_factory, port, **opts)
+    if pki is None:
+        return start_gateway(gw_factory, port, **opts)
+    route = dict(opts, path="/*", target="127.0.0.1:%d" % port)
+    text, _ = tlslib.config({"main": tlslib.tls_listener(pki.ecdsa)}, {"r": route})
+    return gw_factory(text)
 
 
-def peak_rss_during(gw, seconds, still_pending):
-    """Sample the gateway's RSS for 'seconds'; assert 'still_pending()' at the end."""
-    peak = gw.rss_kb()
-    deadline = time.time() + seconds * SLOW
-    while time.time() < deadline:
-        peak = max(peak, gw.rss_kb())
-        time.sleep(0.05)
-    peak = max(peak, gw.rss_kb())
-    assert still_pending(), "the transfer finished while the reader was stalled: nothing was held back"
-    return peak
+def client_for(gw, pki=None):
+    if pki is None:
+        return harness.connect(gw.port)
+    return tlslib.wss_connect(gw.port, pki)
 
 
 @pytest.mark.parametrize("buffer_bytes", BUFFERS)
-def test_slow_client_backpressure_bounds_memory_and_loses_nothing(gw_factory, cleanup, buffer_bytes):
+def test_slow_client_backpressure_bounds_memory_and_loses_nothing(gw_factory, cleanup, buffer_bytes, pki_for_wss):
     src = harness.SourceBackend(SIZE, seed=201, end="close", paused=True)
     cleanup.append(src)
-    gw = gateway_for(gw_factory, src.port, buffer_bytes)
-    c = harness.connect(gw.port)
+    gw = gateway_for(gw_factory, src.port, buffer_bytes, pki_for_wss)
+    c = client_for(gw, pki_for_wss)
     src.wait_accept()
     baseline = gw.rss_kb()
     src.start.set()  # 64 MiB towards a client that reads nothing for a while
@@ -65,15 +73,17 @@ def test_slow_client_backpressure_bounds_memory_and_loses_nothing(gw_factory, cl
 
 
 @pytest.mark.parametrize("buffer_bytes", BUFFERS)
-def test_slow_backend_backpressure_bounds_memory_and_loses_nothing(gw_factory, cleanup, buffer_bytes):
+def test_slow_backend_backpressure_bounds_memory_and_loses_nothing(gw_factory, cleanup, buffer_bytes, pki_for_wss):
     sink = harness.SinkBackend(paused=True)
     cleanup.append(sink)
-    gw = gateway_for(gw_factory, sink.port, buffer_bytes)
-    c = harness.connect(gw.port)
+    gw = gateway_for(gw_factory, sink.port, buffer_bytes, pki_for_wss)
+    c = client_for(gw, pki_for_wss)
     sink.wait_accept()
     baseline = gw.rss_kb()
     data = harness.seeded_bytes(SIZE, 202)
     rnd = random.Random(202)
+    # Only the sender thread uses the socket until it is done (an SSL socket is not
+    # safe to use from two threads).
     t = sender_thread(send_in_random_writes, c.sock, random_frame_stream(rnd, data), rnd)
     peak = peak_rss_during(gw, STALL_S, t.is_alive)  # the client's sends block
     assert peak - baseline < RSS_BOUND_KB, "RSS grew by %d KiB (baseline %d KiB)" % (peak - baseline, baseline)
@@ -89,13 +99,13 @@ def test_slow_backend_backpressure_bounds_memory_and_loses_nothing(gw_factory, c
 
 
 @pytest.mark.parametrize("buffer_bytes", BUFFERS)
-def test_slow_client_does_not_block_pongs_or_close(gw_factory, cleanup, buffer_bytes):
+def test_slow_client_does_not_block_pongs_or_close(gw_factory, cleanup, buffer_bytes, pki_for_wss):
     """While the client does not read, control frames it sends are still handled: its
     close is answered after the queued data, and the backend connection is let go."""
     src = harness.SourceBackend(SIZE, seed=203, end="none", paused=True)
     cleanup.append(src)
-    gw = gateway_for(gw_factory, src.port, buffer_bytes)
-    c = harness.connect(gw.port)
+    gw = gateway_for(gw_factory, src.port, buffer_bytes, pki_for_wss)
+    c = client_for(gw, pki_for_wss)
     src.wait_accept()
     src.start.set()
     time.sleep(0.5 * SLOW)  # let the queues fill

@@ -18,6 +18,7 @@ from wsplice_testlib import (
     recv_frame_minimal,
     recv_hash,
     send_in_random_writes,
+    send_upstream_and_close,
     sender_thread,
     sha256,
     start_gateway,
@@ -35,15 +36,8 @@ def sink(cleanup):
 
 def test_upstream_64mib_random_framing_arrives_byte_exact(gw_factory, sink):
     gw = start_gateway(gw_factory, sink.port)
-    c = harness.connect(gw.port)
     size = 64 * MIB + 12345
-    data = harness.seeded_bytes(size, 101)
-    rnd = random.Random(101)
-    send_in_random_writes(c.sock, random_frame_stream(rnd, data, max_message=MIB), rnd)
-    c.send_close(1000)
-    assert c.expect_close(1000) == b""
-    assert c.wait_eof(timeout=30)
-    c.close()
+    data = send_upstream_and_close(harness.connect(gw.port), size, 101)
     assert wait_sink_result(sink, timeout=60) == (size, sha256(data))
     gw.wait_log(r"close .*up=%d down=0 .*code=1000 by=client" % size)
 

@@ -168,3 +168,35 @@ def test_workers_option(gw_factory, echo, value, expected):
     echo_c = harness.connect(gw.port)
     echo_c.send_binary(b"hi")
     assert echo_c.recv_data(2) == b"hi"
+
+
+def test_wss_sessions_on_every_worker_stay_byte_exact(gw_factory, echo, pki):
+    # TLS relaying sets up its BIOs on whichever thread runs the session.
+    import tlslib
+    from tlslib import tls_listener
+
+    text, _ = tlslib.config({"main": tls_listener(pki.ecdsa)},
+                            {"r": {"path": "/*", "target": "127.0.0.1:%d" % echo.port}}, {"workers": "2"})
+    gw = gw_factory(text)
+    clients = [tlslib.wss_connect(gw.port, pki) for _ in range(24)]
+    wait_log_count(gw, r"session s=\d+ open .*tls=TLSv1\.3", 24)
+    assert sorted(set(open_workers(gw))) == [0, 1]
+    errors = []
+
+    def run(i, c):
+        try:
+            data = harness.seeded_bytes(300_000 + i * 1013, 100 + i)
+            for off in range(0, len(data), 65536):
+                c.send_binary(data[off:off + 65536])
+            assert sha256(c.recv_data(len(data))) == sha256(data)
+            c.send_close(1000)
+            c.expect_close(1000)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60 * SLOW)
+    assert not errors, errors[:3]

@@ -1,16 +1,19 @@
 """TLS pieces for the integration suite: a throwaway PKI made with the real `openssl`
-command, INI text for TLS listeners, TLS clients (Python's ssl, `openssl s_client`) and a
-real TLS echo backend. Nothing is mocked.
+command, INI text for TLS listeners, TLS clients (Python's ssl, `openssl s_client`, and
+libssl itself through ctypes for what Python's ssl cannot do) and a real TLS echo backend.
+Nothing is mocked.
 
 Run as a script it only builds the PKI (tests/tls/testssl.sh uses that):
     python3 tlslib.py DIR
 """
 
+import ctypes
 import os
 import re
 import secrets
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -299,6 +302,111 @@ class TLSWSClient(harness.WSClient):
 
     def peer_der(self):
         return self.sock.getpeercert(binary_form=True)
+
+
+class LibsslSocket:
+    """A TLS 1.3 client on the system's libssl through ctypes, for what Python's ssl module
+    cannot do: SSL_key_update(). Blocking, with the socket's timeouts as SO_RCVTIMEO and
+    SO_SNDTIMEO; it has the sendall/recv/settimeout/close that harness.WSClient uses.
+    No certificate verification (the tests check certificates elsewhere)."""
+
+    SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE, SSL_ERROR_ZERO_RETURN = 2, 3, 6
+    SSL_KEY_UPDATE_REQUESTED = 1
+    _lib = None
+
+    @classmethod
+    def lib(cls):
+        if cls._lib is None:
+            lib = ctypes.CDLL("libssl.so.3")
+            vp, ip = ctypes.c_void_p, ctypes.c_int
+            for name, res, args in (("TLS_client_method", vp, []), ("SSL_CTX_new", vp, [vp]),
+                                    ("SSL_CTX_set_verify", None, [vp, ip, vp]), ("SSL_new", vp, [vp]),
+                                    ("SSL_set_fd", ip, [vp, ip]), ("SSL_connect", ip, [vp]),
+                                    ("SSL_write", ip, [vp, ctypes.c_char_p, ip]),
+                                    ("SSL_read", ip, [vp, vp, ip]), ("SSL_get_error", ip, [vp, ip]),
+                                    ("SSL_key_update", ip, [vp, ip]), ("SSL_do_handshake", ip, [vp]),
+                                    ("SSL_free", None, [vp]), ("SSL_CTX_free", None, [vp])):
+                f = getattr(lib, name)
+                f.restype, f.argtypes = res, args
+            cls._lib = lib
+        return cls._lib
+
+    def __init__(self, sock, timeout=10.0):
+        lib = self.lib()
+        self.sock = sock
+        sock.setblocking(True)
+        self.settimeout(timeout)
+        self.ctx = lib.SSL_CTX_new(lib.TLS_client_method())
+        lib.SSL_CTX_set_verify(self.ctx, 0, None)
+        self.ssl = lib.SSL_new(self.ctx)
+        lib.SSL_set_fd(self.ssl, sock.fileno())
+        if lib.SSL_connect(self.ssl) != 1:
+            self.close()
+            raise ssl.SSLError("SSL_connect failed")
+
+    def settimeout(self, seconds):
+        tv = struct.pack("ll", int(seconds * SLOW), 0)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+    def sendall(self, data):
+        data = bytes(data)
+        off = 0
+        while off < len(data):
+            n = self.lib().SSL_write(self.ssl, data[off:], len(data) - off)
+            if n <= 0:
+                raise OSError("SSL_write failed: SSL_get_error %d" % self.lib().SSL_get_error(self.ssl, n))
+            off += n
+
+    def recv(self, size):
+        buf = ctypes.create_string_buffer(size)
+        n = self.lib().SSL_read(self.ssl, buf, size)
+        if n > 0:
+            return buf.raw[:n]
+        err = self.lib().SSL_get_error(self.ssl, n)
+        if err == self.SSL_ERROR_ZERO_RETURN:
+            return b""
+        if err in (self.SSL_ERROR_WANT_READ, self.SSL_ERROR_WANT_WRITE):
+            raise socket.timeout("SSL_read: no data within the socket's timeout")
+        raise ConnectionResetError("SSL_read failed: SSL_get_error %d" % err)
+
+    def key_update(self):
+        """Send a KeyUpdate that asks the peer to update its keys too (RFC 8446 §4.6.3)."""
+        lib = self.lib()
+        if lib.SSL_key_update(self.ssl, self.SSL_KEY_UPDATE_REQUESTED) != 1 or lib.SSL_do_handshake(self.ssl) != 1:
+            raise ssl.SSLError("SSL_key_update failed")
+
+    def close(self):
+        if self.ssl:
+            self.lib().SSL_free(self.ssl)
+            self.ssl = None
+        if self.ctx:
+            self.lib().SSL_CTX_free(self.ctx)
+            self.ctx = None
+        self.sock.close()
+
+
+class LibsslWSClient(harness.WSClient):
+    """harness.WSClient over LibsslSocket. rcvbuf: SO_RCVBUF set before connecting."""
+
+    def __init__(self, port, rcvbuf=None, timeout=10.0):
+        raw = socket.socket()
+        if rcvbuf is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        raw.settimeout(timeout * SLOW)
+        raw.connect(("127.0.0.1", port))
+        self.sock = LibsslSocket(raw, timeout)
+        self.buf = b""
+        self.status = None
+        self.headers = {}
+        self.port = port
+
+
+def wss_connect(port, pki, path="/"):
+    """A TLSWSClient trusting the test CA, after a 101 for 'path'."""
+    c = TLSWSClient(port, client_context(pki.ca.cert))
+    c.handshake(path=path)
+    return c
 
 
 def s_client(port, *args, timeout=10.0):

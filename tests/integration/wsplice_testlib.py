@@ -1,5 +1,5 @@
-"""Helpers shared by test_frames, test_close, test_relay, test_backpressure and
-test_interop: gateways with per-route limits, streaming senders and receivers that hash
+"""Helpers shared by test_frames, test_close, test_relay, test_backpressure,
+test_tls_relay and test_interop: gateways with per-route limits, streaming senders and receivers that hash
 instead of holding 64 MiB, and a few backends the harness does not have.
 
 Everything here builds on harness.py; nothing is mocked.
@@ -7,6 +7,7 @@ Everything here builds on harness.py; nothing is mocked.
 
 import fcntl
 import hashlib
+import random
 import socket
 import struct
 import termios
@@ -143,6 +144,20 @@ def send_in_random_writes(sock, chunks, rnd, max_write=512 * 1024, batch=4 * MIB
     flush(True)
 
 
+def send_upstream_and_close(c, size, seed, max_message=MIB):
+    """Send 'size' seeded bytes from client 'c' as randomly framed messages in random
+    writes, then a close (1000) answered by the gateway, and wait for its EOF. Returns
+    the bytes sent, for the backend's side of the check."""
+    data = harness.seeded_bytes(size, seed)
+    rnd = random.Random(seed)
+    send_in_random_writes(c.sock, random_frame_stream(rnd, data, max_message=max_message), rnd)
+    c.send_close(1000)
+    assert c.expect_close(1000) == b""
+    assert c.wait_eof(timeout=30)
+    c.close()
+    return data
+
+
 def recv_hash(client, n, allowed=(OP_BINARY,)):
     """Read data frames until n payload bytes arrived; return their sha256. Fails on a
     close frame, on more than n bytes, or on a data opcode outside 'allowed'."""
@@ -173,6 +188,18 @@ def recv_frame_minimal(client):
         n = struct.unpack("!Q", client.buf[2:10])[0]
         assert n >= 65536, "64-bit length form for %d bytes" % n
     return client.recv_frame()
+
+
+def peak_rss_during(gw, seconds, still_pending):
+    """Sample the gateway's RSS for 'seconds'; assert 'still_pending()' at the end."""
+    peak = gw.rss_kb()
+    deadline = time.time() + seconds * SLOW
+    while time.time() < deadline:
+        peak = max(peak, gw.rss_kb())
+        time.sleep(0.05)
+    peak = max(peak, gw.rss_kb())
+    assert still_pending(), "the transfer finished while the reader was stalled: nothing was held back"
+    return peak
 
 
 def sender_thread(fn, *args):
@@ -243,7 +270,9 @@ __all__ = [
     "message_frames",
     "random_frame_stream",
     "send_in_random_writes",
+    "send_upstream_and_close",
     "recv_hash",
+    "peak_rss_during",
     "recv_frame_minimal",
     "sender_thread",
     "HalfCloseSource",
