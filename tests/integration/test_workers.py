@@ -24,6 +24,30 @@ def workers_gateway(gw_factory, backend_port, workers=2, gateway=None, **route):
     return gw_factory(harness.config(gateway=g, routes={"r": opts}))
 
 
+def echo_all_at_once(clients, payload, frame_size):
+    """Each client, on its own thread, sends payload(i) in frames and checks the echo
+    (sha256, so order counts), then closes with 1000."""
+    errors = []
+
+    def run(i, c):
+        try:
+            data = payload(i)
+            for off in range(0, len(data), frame_size):
+                c.send_binary(data[off:off + frame_size])
+            assert sha256(c.recv_data(len(data))) == sha256(data), "session %d out of order or corrupted" % i
+            c.send_close(1000)
+            c.expect_close(1000)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60 * SLOW)
+    assert not errors, errors[:3]
+
+
 def open_workers(gw):
     return [int(w) for w in re.findall(r"session s=\d+ open .* worker=(\d+)", gw.log())]
 
@@ -40,26 +64,7 @@ def test_sessions_spread_over_workers_and_stay_byte_exact(gw_factory, echo):
     assert len(set(ids)) == SESSIONS, "session ids repeat across workers"
 
     # Every session moves data at once from its own thread; each stream stays in order.
-    errors = []
-
-    def run(i, c):
-        try:
-            data = harness.seeded_bytes(200_000 + i * 997, i)
-            for off in range(0, len(data), 16384):
-                c.send_binary(data[off:off + 16384])
-            got = c.recv_data(len(data))
-            assert sha256(got) == sha256(data), "session %d out of order or corrupted" % i
-            c.send_close(1000)
-            c.expect_close(1000)
-        except Exception as e:  # reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60 * SLOW)
-    assert not errors, errors[:3]
+    echo_all_at_once(clients, lambda i: harness.seeded_bytes(200_000 + i * 997, i), 16384)
 
 
 def test_sigterm_drains_every_worker(gw_factory, echo):
@@ -181,22 +186,4 @@ def test_wss_sessions_on_every_worker_stay_byte_exact(gw_factory, echo, pki):
     clients = [tlslib.wss_connect(gw.port, pki) for _ in range(24)]
     wait_log_count(gw, r"session s=\d+ open .*tls=TLSv1\.3", 24)
     assert sorted(set(open_workers(gw))) == [0, 1]
-    errors = []
-
-    def run(i, c):
-        try:
-            data = harness.seeded_bytes(300_000 + i * 1013, 100 + i)
-            for off in range(0, len(data), 65536):
-                c.send_binary(data[off:off + 65536])
-            assert sha256(c.recv_data(len(data))) == sha256(data)
-            c.send_close(1000)
-            c.expect_close(1000)
-        except Exception as e:  # reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60 * SLOW)
-    assert not errors, errors[:3]
+    echo_all_at_once(clients, lambda i: harness.seeded_bytes(300_000 + i * 1013, 100 + i), 65536)
