@@ -710,9 +710,10 @@ def run_cases(ctx, backend, targets, cases):
 
 def ramp_estimate(args, kind):
     """Seconds one idle ramp takes, setup and teardown included (a guess, for the budget)."""
+    # Measured on 2 cores: 2-3 s for 10,000 wsplice sessions, about 5 s for 500 websockify ones.
     if kind.startswith("websockify"):
-        return 4.0 + args.websockify_sessions / 150.0
-    return 3.0 + args.sessions / 5000.0
+        return 2.5 + args.websockify_sessions / 180.0
+    return 1.5 + args.sessions / 8000.0
 
 
 def run_connections(ctx, backend, kinds):
