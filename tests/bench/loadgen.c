@@ -1172,28 +1172,38 @@ hold(double timeout_s)
         epoll_ctl(epfd, EPOLL_CTL_DEL, 0, NULL);
 }
 
-static int
-run_idle(void)
+/* idle and handshake modes: open --sessions sessions, --concurrency at a time, until all
+ * have finished setting up or --ramp-timeout passes (or descriptors run out). Returns the
+ * time from the first launch to the last session ready; *cpu_s is our CPU meanwhile. */
+static uint64_t
+launch_sessions(double *cpu_s)
 {
-    uint64_t ramp_deadline = now_ns() + (uint64_t)(opt.ramp_timeout_s * 1e9);
+    uint64_t deadline = now_ns() + (uint64_t)(opt.ramp_timeout_s * 1e9);
     bool out_of_fds = false;
     double cpu0 = rusage_cpu_s();
+
     t_first_launch = now_ns();
     for (;;) {
         uint64_t now = now_ns();
-        while (!out_of_fds && conn_count < opt.sessions && in_flight < opt.concurrency &&
-               now < ramp_deadline) {
+        while (!out_of_fds && conn_count < opt.sessions && in_flight < opt.concurrency && now < deadline) {
             in_flight++;
             if (!conn_launch(&conns[conn_count], now))
                 out_of_fds = true;
         }
-        if ((conn_count == opt.sessions || out_of_fds || now >= ramp_deadline) && in_flight == 0)
+        if ((conn_count == opt.sessions || out_of_fds || now >= deadline) && in_flight == 0)
             break;
         poll_once(TICK_MS);
         expire(now_ns());
     }
-    uint64_t ramp_ns = (t_last_ready > t_first_launch ? t_last_ready : now_ns()) - t_first_launch;
-    double cpu_s = rusage_cpu_s() - cpu0;
+    *cpu_s = rusage_cpu_s() - cpu0;
+    return (t_last_ready > t_first_launch ? t_last_ready : now_ns()) - t_first_launch;
+}
+
+static int
+run_idle(void)
+{
+    double cpu_s;
+    uint64_t ramp_ns = launch_sessions(&cpu_s);
     uint32_t ramp_failed = failed_count;
     print_common("idle", ramp_ns, cpu_s);
     printf(",\"phase\":\"ramp\",\"attempted\":%u,\"ready\":%u,\"hs_per_s\":%.1f}\n", conn_count, ready_count,
@@ -1235,24 +1245,8 @@ run_idle(void)
 static int
 run_handshake(void)
 {
-    uint64_t deadline = now_ns() + (uint64_t)(opt.ramp_timeout_s * 1e9);
-    bool out_of_fds = false;
-    double cpu0 = rusage_cpu_s();
-    t_first_launch = now_ns();
-    for (;;) {
-        uint64_t now = now_ns();
-        while (!out_of_fds && conn_count < opt.sessions && in_flight < opt.concurrency && now < deadline) {
-            in_flight++;
-            if (!conn_launch(&conns[conn_count], now))
-                out_of_fds = true;
-        }
-        if ((conn_count == opt.sessions || out_of_fds || now >= deadline) && in_flight == 0)
-            break;
-        poll_once(TICK_MS);
-        expire(now_ns());
-    }
-    uint64_t elapsed = (t_last_ready > t_first_launch ? t_last_ready : now_ns()) - t_first_launch;
-    double cpu_s = rusage_cpu_s() - cpu0;
+    double cpu_s;
+    uint64_t elapsed = launch_sessions(&cpu_s);
     print_common("handshake", elapsed, cpu_s);
     printf(",\"attempted\":%u,\"done\":%u,\"concurrency\":%u,\"hs_per_s\":%.1f}\n", conn_count, hs_done,
            opt.concurrency, elapsed ? (double)hs_done / ((double)elapsed / 1e9) : 0);

@@ -891,17 +891,7 @@ def print_tls_table(ctx, tls):
         if any(r.get("ok") and r.get("done") and r.get("gateway_cpu_s") is not None for r in rs) else None,
         hs_runs))
 
-    table = [r for r in rows if len(r) > 1] + [head]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-
-    def line(r):
-        if len(r) == 1:
-            return r[0]
-        return "  ".join([r[0].ljust(widths[0])] + [c.rjust(widths[i + 1]) for i, c in enumerate(r[1:])])
-
-    print(line(head))
-    for r in rows:
-        print(line(r))
+    print_rows(head, rows)
     # What was negotiated: the first connection of each wss target (any run reports it).
     for kind in columns:
         if TARGET_KINDS[kind].scheme != "wss":
@@ -960,6 +950,21 @@ def ratio(a, b):
     if r >= 0.1:
         return f"{r:.2f}x"
     return f"{r:.2g}x"
+
+
+def print_rows(head, rows):
+    """Print a table: one-cell rows are section titles; the rest align under 'head'."""
+    table = [r for r in rows if len(r) > 1] + [head]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+
+    def line(r):
+        if len(r) == 1:
+            return r[0]
+        return "  ".join([r[0].ljust(widths[0])] + [c.rjust(widths[i + 1]) for i, c in enumerate(r[1:])])
+
+    print(line(head))
+    for r in rows:
+        print(line(r))
 
 
 def print_table(ctx, kinds, traffic, conn_runs):
@@ -1047,17 +1052,7 @@ def print_table(ctx, kinds, traffic, conn_runs):
         add_row("  handshakes/s", cell_values("hs_per_s", section_runs=conn_runs))
         add_row("  gateway PSS KiB/session", cell_values("pss_per_session_kib", section_runs=conn_runs))
 
-    table = [r for r in rows if len(r) > 1] + [head]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-
-    def line(r):
-        if len(r) == 1:
-            return r[0]
-        return "  ".join([r[0].ljust(widths[0])] + [c.rjust(widths[i + 1]) for i, c in enumerate(r[1:])])
-
-    print(line(head))
-    for r in rows:
-        print(line(r))
+    print_rows(head, rows)
 
 
 # --------------------------------------------------------------------------- profile
