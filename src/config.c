@@ -204,6 +204,11 @@ static const struct option_spec route_limit_options[] = {
     {"max_line_bytes", OPT_BYTES, FIELD(struct limits, max_line_bytes), 1, MIB(16), 0, "64k",
      "lines mode: longest backend line, its line end not counted; a longer one closes the session with 1009",
      NULL},
+    {"splice_min_bytes", OPT_BYTES, FIELD(struct limits, splice_min_bytes), 0, MIB(64), 0, "16k",
+     "binary frames to a ws:// client from a plain backend: when at least this much backend data waits, it "
+     "goes to the client with splice(2) behind its frame header, never copied through the gateway; smaller "
+     "reads are copied. 0 = always copy",
+     NULL},
 };
 
 struct option_group {

@@ -16,6 +16,7 @@ struct metrics {
     atomic_uint_fast64_t protocol_errors;          /* sessions failed with 1002/1007/1009 */
     atomic_uint_fast64_t bytes_up;                 /* payload client -> backend */
     atomic_uint_fast64_t bytes_down;               /* payload backend -> client */
+    atomic_uint_fast64_t bytes_down_spliced;       /* of which moved by splice(2), never copied */
     atomic_uint_fast64_t web_requests;             /* requests answered from a web root */
     atomic_uint_fast64_t web_bytes;                /* response bodies sent from web roots */
 };

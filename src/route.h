@@ -23,6 +23,7 @@ struct limits {
     uint32_t max_sessions;       /* concurrent sessions on this route; 0: no limit */
     uint32_t max_session_ms;     /* a session's lifetime from its 101: then close 1008; 0: none */
     uint32_t max_line_bytes;     /* lines mode: longest backend line, its end not counted (1009 above) */
+    uint32_t splice_min_bytes; /* backend data queued at least this much is spliced to the client; 0: never */
 };
 
 /* How backend bytes become messages, and client messages bytes. */

@@ -3,16 +3,19 @@
  * (each side flushes, shuts its write side and lingers until EOF). Callbacks are fixed;
  * the state and each side's phase decide what they do. Payload moves between evbuffers
  * without copies; client payload is unmasked in place. */
+#define _GNU_SOURCE /* splice(2) */
 #include "session.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -126,6 +129,9 @@ struct session {
     unsigned refuse_retry_s;
     size_t closing_backlog; /* bytes still queued at the last CLOSING check */
     uint64_t bytes_up, bytes_down;
+    uint64_t bytes_spliced; /* of bytes_down: moved with splice(2) */
+    bool no_splice;         /* the backend socket cannot be spliced from (EINVAL once) */
+    bool down_bulk;         /* the last backend read was at least splice_min_bytes */
 
     struct tls_server *tls;   /* counted reference: the listener's contexts; NULL: plain listener */
     struct event *probe;      /* owned: waits for the first byte on a TLS listener */
@@ -369,8 +375,30 @@ session_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, voi
         session_tls_unsent(s->backend, s->backend_wr);
 }
 
+/* Whether backend reads may be spliced to the client (session_splice_down): binary frames
+ * between plain sockets, while both sides relay. */
+static bool
+session_splice_possible(const struct session *s)
+{
+    return s->limits->splice_min_bytes != 0 && !s->no_splice && s->state == SESSION_OPEN &&
+           s->frame_mode == ROUTE_FRAME_BINARY && s->proto != HTTP_SUBPROTOCOL_BASE64 && s->client != NULL &&
+           s->client_phase == SIDE_ACTIVE && !s->close_sent && !s->client_tls && s->backend != NULL &&
+           !s->backend_tls && s->backend_phase == SIDE_ACTIVE;
+}
+
+/* ... and the next one may: nothing is queued for the client that a spliced frame would
+ * overtake. */
+static bool
+session_splice_ready(const struct session *s)
+{
+    return session_splice_possible(s) && evbuffer_get_length(bufferevent_get_output(s->client)) == 0 &&
+           evbuffer_get_length(bufferevent_get_input(s->backend)) == 0;
+}
+
 /* Read from a side only while the queue its data feeds is under the high-water mark.
- * Sides that are ending always read: their input is discarded until EOF. */
+ * Sides that are ending always read: their input is discarded until EOF. A backend
+ * streaming in bulk to a client that could take it by splice waits until the client's
+ * queue is empty instead: the next read is then spliced, not copied behind the queue. */
 static void
 session_update_flow(struct session *s)
 {
@@ -391,8 +419,10 @@ session_update_flow(struct session *s)
     }
     if (s->backend != NULL) {
         bool want = !s->backend_eof;
-        if (want && s->backend_phase == SIDE_ACTIVE && client_takes_data)
-            want = evbuffer_get_length(bufferevent_get_output(s->client)) < hw;
+        if (want && s->backend_phase == SIDE_ACTIVE && client_takes_data) {
+            size_t out = evbuffer_get_length(bufferevent_get_output(s->client));
+            want = out < hw && !(out > 0 && s->down_bulk && session_splice_possible(s));
+        }
         session_set_read(s->backend, s->backend_rd, want);
     }
 }
@@ -464,6 +494,7 @@ session_free(struct session *s)
     route_table_unref(s->routes);
     METRICS_ADD(bytes_up, s->bytes_up);
     METRICS_ADD(bytes_down, s->bytes_down);
+    METRICS_ADD(bytes_down_spliced, s->bytes_spliced);
     METRICS_SUB(sessions_current, 1);
 
     if (s->prev != NULL)
@@ -1360,6 +1391,48 @@ session_backend_write_cb(struct bufferevent *bev, void *arg)
  * straight into the bufferevent's input buffer; writes, write callbacks and error events
  * stay with the bufferevent (TLS sides: see session_read_tls).
  * Returns the bytes read, 0 at EOF, -1 on an error, -2 when nothing was ready. */
+/* One readv(2) of at most 'max' bytes from 'fd' onto the end of 'buf', straight into its
+ * space. The reservation may be larger (a chain's spare room plus a new chain); no more
+ * than 'max' is read, so on the client side a chain rarely holds more than one large
+ * frame's payload and evbuffer_remove_buffer() can move it whole instead of copying.
+ * Returns what readv returned (-1 with errno; ENOMEM if there was no space). */
+static ssize_t
+session_readv_into(struct evbuffer *buf, int fd, size_t max)
+{
+    struct evbuffer_iovec vec[2];
+    struct iovec iov[2];
+    ssize_t r;
+    int n = evbuffer_reserve_space(buf, (ev_ssize_t)max, vec, 2);
+
+    if (n <= 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t room = max;
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = vec[i].iov_base;
+        iov[i].iov_len = vec[i].iov_len < room ? vec[i].iov_len : room;
+        room -= iov[i].iov_len;
+    }
+    do
+        r = readv(fd, iov, n);
+    while (r == -1 && errno == EINTR);
+    int err = errno;
+    size_t left = r > 0 ? (size_t)r : 0;
+    int used = 0;
+    for (; used < n && left > 0; used++) {
+        if (vec[used].iov_len > left)
+            vec[used].iov_len = left;
+        left -= vec[used].iov_len;
+    }
+    if (evbuffer_commit_space(buf, vec, used) == -1 && r > 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    errno = err;
+    return r;
+}
+
 /* session_read_socket() when the kernel reports nothing queued: one small read on the
  * stack, so an EOF or an error costs no buffer memory. Same returns. */
 static ssize_t
@@ -1390,19 +1463,17 @@ session_read_socket_small(struct bufferevent *bev, evutil_socket_t fd)
 }
 
 static ssize_t
-session_read_socket(struct bufferevent *bev, evutil_socket_t fd, size_t max)
+session_read_socket(struct bufferevent *bev, evutil_socket_t fd, size_t max, int queued)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_iovec vec[2];
-    struct iovec iov[2];
-    ssize_t r = -1;
-    int err = ENOMEM;
 
     /* Reserve only what the kernel holds: a reservation becomes a buffer chain, and a
      * 256 KiB chain kept for a 10-byte message (or for an EOF) would cost megabytes
-     * when thousands of sessions wake at once, as on a broadcast or a drain. */
-    int queued = 0;
-    if (ioctl(fd, FIONREAD, &queued) == 0 && queued >= 0 && (size_t)queued < max) {
+     * when thousands of sessions wake at once, as on a broadcast or a drain. 'queued' is
+     * what the caller already asked the kernel, or -1. */
+    if (queued < 0 && ioctl(fd, FIONREAD, &queued) != 0)
+        queued = -1;
+    if (queued >= 0 && (size_t)queued < max) {
         if (queued == 0) /* EOF, an error, or data racing in: no chain for that */
             return session_read_socket_small(bev, fd);
         max = (size_t)queued;
@@ -1410,30 +1481,8 @@ session_read_socket(struct bufferevent *bev, evutil_socket_t fd, size_t max)
     /* A bufferevent freezes the end of its input so that only it adds there; do what its
      * own read does: unfreeze, read, freeze again. */
     evbuffer_unfreeze(in, 0);
-    int n = evbuffer_reserve_space(in, (ev_ssize_t)max, vec, 2);
-    if (n > 0) {
-        /* The reservation may be larger (a chain's spare room plus a new chain); read no
-         * more than 'max', so on the client side a chain rarely holds more than one large
-         * frame's payload and evbuffer_remove_buffer() can move it whole instead of copying. */
-        size_t room = max;
-        for (int i = 0; i < n; i++) {
-            iov[i].iov_base = vec[i].iov_base;
-            iov[i].iov_len = vec[i].iov_len < room ? vec[i].iov_len : room;
-            room -= iov[i].iov_len;
-        }
-        do
-            r = readv(fd, iov, n);
-        while (r == -1 && errno == EINTR);
-        err = errno;
-        size_t left = r > 0 ? (size_t)r : 0;
-        int used = 0;
-        for (; used < n && left > 0; used++) {
-            if (vec[used].iov_len > left)
-                vec[used].iov_len = left;
-            left -= vec[used].iov_len;
-        }
-        evbuffer_commit_space(in, vec, used);
-    }
+    ssize_t r = session_readv_into(in, fd, max);
+    int err = errno;
     evbuffer_freeze(in, 0);
     if (r > 0)
         return r;
@@ -1550,13 +1599,15 @@ session_read_tls(struct session *s, struct bufferevent *bev, struct event *rd, s
 }
 
 /* One readiness of a side's own read event: the bytes it brought into the side's input
- * (for the caller to relay), and in *end the event that ends the side (0 if none). */
+ * (for the caller to relay), and in *end the event that ends the side (0 if none).
+ * 'queued': see session_read_socket. */
 static size_t
-session_read_side(struct session *s, struct bufferevent *bev, struct event *rd, size_t max, short *end)
+session_read_side(struct session *s, struct bufferevent *bev, struct event *rd, size_t max, int queued,
+                  short *end)
 {
     if (bufferevent_openssl_get_ssl(bev) != NULL)
         return session_read_tls(s, bev, rd, end);
-    ssize_t r = session_read_socket(bev, bufferevent_getfd(bev), max);
+    ssize_t r = session_read_socket(bev, bufferevent_getfd(bev), max, queued);
     *end = r == 0 ? BEV_EVENT_EOF : r == -1 ? BEV_EVENT_ERROR : 0;
     return r > 0 ? (size_t)r : 0;
 }
@@ -1570,10 +1621,110 @@ session_client_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (session_read_side(s, s->client, s->client_rd, SESSION_MAX_READ, &end) > 0)
+    if (session_read_side(s, s->client, s->client_rd, SESSION_MAX_READ, -1, &end) > 0)
         session_client_read_cb(s->client, s);
     if (end != 0)
         session_client_event_cb(s->client, BEV_EVENT_READING | end, s);
+}
+
+/* ---- splice: backend bytes to the client without a copy ---- */
+
+/* Read 'n' bytes that wait in pipe 'fd' onto the end of 'out'. -1: no memory, or the pipe
+ * failed; some of the bytes may still be in it. */
+static int
+session_pipe_to_buffer(int fd, struct evbuffer *out, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = session_readv_into(out, fd, n);
+        if (r <= 0)
+            return -1;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* About how much the client socket takes now without a short write: its send buffer less
+ * what waits in it, with a margin for the kernel's accounting per packet. 0 if unknown. */
+static size_t
+session_send_room(evutil_socket_t fd)
+{
+    int sndbuf = 0, outq = 0;
+    socklen_t len = sizeof sndbuf;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0 || ioctl(fd, SIOCOUTQ, &outq) != 0 ||
+        sndbuf <= outq)
+        return 0;
+    return (size_t)(sndbuf - outq) / 4 * 3;
+}
+
+/* Relay what the backend sent as one binary frame without copying it: splice(2) moves it
+ * from the backend socket into the worker's pipe, the frame header goes to the client
+ * with MSG_MORE, and splice(2) moves the payload on from the pipe to the client socket.
+ * What the client socket does not take now (header or payload) is read back from the
+ * pipe onto the client's queue, so the bufferevent sends it in order and the pipe is
+ * empty for the next session. 'queued': what FIONREAD reported on the backend socket.
+ * Returns the bytes relayed; 0: nothing was taken (read the normal way instead); -1: the
+ * frame could not be completed (no memory), and the stream to the client is broken. */
+static ssize_t
+session_splice_down(struct session *s, size_t queued)
+{
+    struct worker *w = s->worker;
+    const int *pipe_fds = worker_splice_pipe(w);
+    uint8_t hdr[WS_MAX_SERVER_HEADER_LEN];
+
+    if (pipe_fds == NULL)
+        return 0;
+    /* One frame takes what waits, up to the pipe's size; more than buffer_bytes only as
+     * far as the client socket has room, so what it cannot take at once (and is queued
+     * in memory) stays within buffer_bytes as for a copied read. */
+    evutil_socket_t cfd = bufferevent_getfd(s->client);
+    size_t want = queued, cap = s->limits->buffer_bytes;
+    if (want > cap) {
+        size_t room = session_send_room(cfd);
+        cap = room > cap ? room : cap;
+    }
+    if (want > cap)
+        want = cap;
+    if (want > w->splice_pipe_bytes)
+        want = w->splice_pipe_bytes;
+    ssize_t got;
+    do
+        got = splice(bufferevent_getfd(s->backend), NULL, pipe_fds[1], NULL, want,
+                     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    while (got == -1 && errno == EINTR);
+    if (got <= 0) {
+        if (got == -1 && errno == EINVAL)
+            s->no_splice = true; /* a socket type splice(2) cannot read */
+        return 0;                /* the normal read sees the EOF or error */
+    }
+    size_t m = (size_t)got, done = 0;
+    size_t hlen = ws_frame_encode_header(hdr, true, WS_OP_BINARY, m);
+    ssize_t sent;
+    do
+        sent = send(cfd, hdr, hlen, MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (sent == -1 && errno == EINTR);
+    if (sent == (ssize_t)hlen) {
+        while (done < m) {
+            ssize_t k = splice(pipe_fds[0], NULL, cfd, NULL, m - done, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (k > 0)
+                done += (size_t)k;
+            else if (k == 0 || errno != EINTR)
+                break; /* full, or failed: the bufferevent's write reports an error */
+        }
+    }
+    if (done < m) {
+        struct evbuffer *out = bufferevent_get_output(s->client);
+        size_t hsent = sent > 0 ? (size_t)sent : 0;
+        if ((hsent < hlen && evbuffer_add(out, hdr + hsent, hlen - hsent) == -1) ||
+            session_pipe_to_buffer(pipe_fds[0], out, m - done) == -1) {
+            worker_splice_pipe_reset(w);
+            return -1;
+        }
+    }
+    s->bytes_down += m;
+    s->bytes_spliced += done;
+    s->last_data_ms = session_now_ms();
+    return got;
 }
 
 static void
@@ -1581,10 +1732,27 @@ session_backend_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
     short end;
+    int queued = -1;
 
-    (void)fd;
     (void)what;
-    if (session_read_side(s, s->backend, s->backend_rd, SESSION_MAX_READ_BACKEND, &end) > 0)
+    if (session_splice_ready(s)) {
+        if (ioctl(fd, FIONREAD, &queued) != 0)
+            queued = -1;
+        else if (queued > 0 && (size_t)queued >= s->limits->splice_min_bytes) {
+            ssize_t r = session_splice_down(s, (size_t)queued);
+            s->down_bulk = r > 0;
+            if (r == -1)
+                session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+            if (r != 0) {
+                session_update_flow(s);
+                return;
+            }
+            queued = -1; /* nothing was taken: ask again */
+        }
+    }
+    size_t got = session_read_side(s, s->backend, s->backend_rd, SESSION_MAX_READ_BACKEND, queued, &end);
+    s->down_bulk = s->limits->splice_min_bytes != 0 && got >= s->limits->splice_min_bytes;
+    if (got > 0)
         session_backend_read_cb(s->backend, s);
     if (end != 0)
         session_backend_event_cb(s->backend, BEV_EVENT_READING | end, s);
@@ -1664,7 +1832,7 @@ session_read_remaining(struct bufferevent *bev, struct event *rd, struct session
     if (rd == NULL || bufferevent_openssl_get_ssl(bev) != NULL)
         return; /* TLS: after a failed SSL_write no more I/O is allowed on the connection */
     for (int i = 0; i < 1024; i++) {
-        if (session_read_socket(bev, bufferevent_getfd(bev), SESSION_MAX_READ_BACKEND) <= 0)
+        if (session_read_socket(bev, bufferevent_getfd(bev), SESSION_MAX_READ_BACKEND, -1) <= 0)
             break;
         relay(s);
     }

@@ -1,9 +1,11 @@
 /* worker.c - see worker.h. Everything a worker owns is touched only on its own thread
  * while it runs; the main thread reaches it through worker_post() (a command word under a
  * mutex and an eventfd), and frees it only after joining the thread. */
+#define _GNU_SOURCE /* pipe2(2), F_SETPIPE_SZ */
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,8 @@
 #include "resolver.h"
 #include "session.h"
 
-#define ACCEPT_CHECK_MS 50 /* while paused at the limit, how often to look at the group again */
+#define ACCEPT_CHECK_MS 50            /* while paused at the limit, how often to look at the group again */
+#define SPLICE_PIPE     (1024 * 1024) /* the splice pipe's size: one large backend read */
 
 /* The event loop, with epoll's change list: a relay adds and removes each socket's write
  * event around every write, and the change list folds an add and a remove between two
@@ -204,6 +207,34 @@ worker_thread_main(void *arg)
     return NULL;
 }
 
+const int *
+worker_splice_pipe(struct worker *w)
+{
+    if (!w->has_splice_pipe) {
+        if (pipe2(w->splice_pipe, O_CLOEXEC | O_NONBLOCK) == -1) {
+            log_debug("worker %u: no pipe for splice(2): %s", w->index, strerror(errno));
+            return NULL;
+        }
+        /* Larger than the default 64 KiB, so that one splice takes a large read. Best
+         * effort: fs.pipe-max-size caps it for unprivileged processes. */
+        (void)fcntl(w->splice_pipe[1], F_SETPIPE_SZ, SPLICE_PIPE);
+        int size = fcntl(w->splice_pipe[1], F_GETPIPE_SZ);
+        w->splice_pipe_bytes = size > 0 ? (size_t)size : 65536;
+        w->has_splice_pipe = true;
+    }
+    return w->splice_pipe;
+}
+
+void
+worker_splice_pipe_reset(struct worker *w)
+{
+    if (!w->has_splice_pipe)
+        return;
+    close(w->splice_pipe[0]);
+    close(w->splice_pipe[1]);
+    w->has_splice_pipe = false;
+}
+
 struct worker *
 worker_new(unsigned index, struct worker_group *group, struct config *cfg, const struct worker *first,
            bool reuse_port, int done_fd)
@@ -243,6 +274,7 @@ worker_new(unsigned index, struct worker_group *group, struct config *cfg, const
             goto fail;
         w->listener_count++;
     }
+    (void)worker_splice_pipe(w); /* now, so the descriptor count is steady from the start */
     return w;
 fail:
     worker_free(w);
@@ -287,6 +319,7 @@ worker_free(struct worker *w)
         event_free(w->wake_ev);
     if (w->wake_fd != -1)
         close(w->wake_fd);
+    worker_splice_pipe_reset(w);
     if (w->base != NULL)
         event_base_free(w->base);
     config_free(w->next_cfg);

@@ -49,6 +49,11 @@ struct worker {
     struct event *accept_check; /* while paused: another worker's sessions may end first */
     bool draining;              /* SIGTERM: no new sessions; stop the loop when empty */
     struct event *drain_timer;
+    /* The pipe session.c splices backend data through to clients: created on first use,
+     * empty whenever no session is using it. */
+    int splice_pipe[2];
+    bool has_splice_pipe;
+    size_t splice_pipe_bytes; /* its capacity */
 
     /* From the main thread: commands under 'lock', then a write to 'wake_fd'. */
     pthread_mutex_t lock;
@@ -74,6 +79,13 @@ int worker_start(struct worker *w);
 /* Queue commands (and for WORKER_RELOAD a config the worker takes a reference to) and wake
  * the worker. Any thread. */
 void worker_post(struct worker *w, unsigned commands, struct config *cfg);
+
+/* The worker's pipe for splicing backend data to clients (session.c), made by worker_new
+ * or, if that failed, on first use; NULL if none can be had now. Empty between uses. */
+const int *worker_splice_pipe(struct worker *w);
+
+/* Drop the pipe (it could not be emptied); the next worker_splice_pipe() makes a new one. */
+void worker_splice_pipe_reset(struct worker *w);
 
 /* Wait for the thread (after it wrote done_fd), then free everything. */
 void worker_free(struct worker *w);
