@@ -744,6 +744,47 @@ session_client_control(struct session *s, uint8_t opcode, const uint8_t *payload
     }
 }
 
+/* Queue 'hlen' bytes of 'hdr' (none if 0) and then the first 'n' bytes of 'in' for a side.
+ * With 'now', a plain side with nothing queued yet is offered them first in one writev, so
+ * a message leaves at once instead of on the event loop's next turn, and the side's write
+ * event is not armed and disarmed for it; what the socket does not take is queued in
+ * order. A failed writev queues everything: the bufferevent's own write then reports it. */
+static void
+session_send(struct bufferevent *bev, bool now, uint8_t *hdr, size_t hlen, struct evbuffer *in, size_t n)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    size_t sent = 0;
+
+    if (now && evbuffer_get_length(out) == 0 && bufferevent_openssl_get_ssl(bev) == NULL) {
+        struct evbuffer_iovec vec[SESSION_PEEK_EXTENTS];
+        struct iovec iov[SESSION_PEEK_EXTENTS + 1];
+        int cnt = evbuffer_peek(in, (ev_ssize_t)n, NULL, vec, SESSION_PEEK_EXTENTS), k = 0;
+        if (cnt >= 0 && cnt <= SESSION_PEEK_EXTENTS) { /* else: too scattered, queue it */
+            size_t left = n;
+            if (hlen > 0)
+                iov[k++] = (struct iovec){.iov_base = hdr, .iov_len = hlen};
+            for (int i = 0; i < cnt && left > 0; i++) {
+                size_t len = vec[i].iov_len < left ? vec[i].iov_len : left;
+                iov[k++] = (struct iovec){.iov_base = vec[i].iov_base, .iov_len = len};
+                left -= len;
+            }
+        }
+        ssize_t r = 0;
+        if (k > 0) {
+            do
+                r = writev(bufferevent_getfd(bev), iov, k);
+            while (r == -1 && errno == EINTR);
+        }
+        sent = r > 0 ? (size_t)r : 0;
+    }
+    if (sent < hlen) {
+        evbuffer_add(out, hdr + sent, hlen - sent);
+        sent = hlen;
+    }
+    evbuffer_drain(in, sent - hlen);
+    evbuffer_remove_buffer(in, out, n - (sent - hlen));
+}
+
 /* Relay 'n' payload bytes (n > 0, all in 'in') of the current data frame. Returns -1 on
  * a fatal payload error (session failed). */
 static int
@@ -793,7 +834,9 @@ session_client_payload(struct session *s, struct evbuffer *in, size_t n)
     if (s->proto == HTTP_SUBPROTOCOL_BASE64) {
         evbuffer_drain(in, done);
     } else {
-        evbuffer_remove_buffer(in, out, done);
+        /* Written at once only when it is the last of what the client sent: a read full
+         * of small frames is queued and goes out in one write. */
+        session_send(s->backend, evbuffer_get_length(in) == done, NULL, 0, in, done);
         s->bytes_up += done;
     }
 out:
@@ -1101,8 +1144,7 @@ session_backend_relay(struct session *s, bool final)
             return;
         }
     } else {
-        evbuffer_add(out, hdr, ws_frame_encode_header(hdr, true, WS_OP_BINARY, n));
-        evbuffer_remove_buffer(in, out, n);
+        session_send(s->client, true, hdr, ws_frame_encode_header(hdr, true, WS_OP_BINARY, n), in, n);
     }
     s->bytes_down += n;
     s->last_data_ms = session_now_ms();

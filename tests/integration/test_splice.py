@@ -61,13 +61,19 @@ def test_bulk_download_byte_exact_and_path_as_configured(gw_factory, cleanup, sp
         assert m["bytes_down_spliced"] <= size
 
 
-def test_pongs_and_close_never_land_inside_a_spliced_frame(gw_factory, cleanup):
+COPY_PATHS = [pytest.param(None, id="spliced"), pytest.param("0", id="copied")]
+
+
+@pytest.mark.parametrize("splice_min", COPY_PATHS)
+def test_pongs_and_close_never_land_inside_a_spliced_frame(gw_factory, cleanup, splice_min):
     """The client pings all through a bulk download; each pong must arrive whole between
-    data frames, in order, and the final close after the last byte."""
+    data frames, in order, and the final close after the last byte. Copied frames are
+    written straight to the socket when nothing is queued, so the same holds for them."""
     size = 32 * MIB
     src = harness.SourceBackend(size, seed=302, end="close")
     cleanup.append(src)
-    gw = start_gateway(gw_factory, src.port, ping_interval_s=0)
+    opts = {} if splice_min is None else {"splice_min_bytes": splice_min}
+    gw = start_gateway(gw_factory, src.port, ping_interval_s=0, **opts)
     c = harness.connect(gw.port)
     expected = harness.seeded_bytes(size, 302)
     got = bytearray()
@@ -95,16 +101,19 @@ def test_pongs_and_close_never_land_inside_a_spliced_frame(gw_factory, cleanup):
     assert c.wait_eof()
     c.close()
     wait_sessions_closed(gw, 1)
-    assert metrics(gw)["bytes_down_spliced"] > 0
+    assert (metrics(gw)["bytes_down_spliced"] > 0) == (splice_min is None)
 
 
-def test_slow_small_reader_gets_every_byte_in_order(gw_factory, cleanup):
-    """A client with a small receive buffer that reads in small bites: spliced frames are
-    often cut short by a full socket, and the rest must follow from the queue in order."""
+@pytest.mark.parametrize("splice_min", COPY_PATHS)
+def test_slow_small_reader_gets_every_byte_in_order(gw_factory, cleanup, splice_min):
+    """A client with a small receive buffer that reads in small bites: frames (spliced, or
+    copied and written at once) are often cut short by a full socket, and the rest must
+    follow from the queue in order."""
     size = 8 * MIB
     src = harness.SourceBackend(size, seed=303, end="close")
     cleanup.append(src)
-    gw = start_gateway(gw_factory, src.port, ping_interval_s=0)
+    opts = {} if splice_min is None else {"splice_min_bytes": splice_min}
+    gw = start_gateway(gw_factory, src.port, ping_interval_s=0, **opts)
     c = harness.WSClient(gw.port)
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
     c.handshake()
@@ -147,7 +156,7 @@ def test_slow_small_reader_gets_every_byte_in_order(gw_factory, cleanup):
     finish(c)
     wait_sessions_closed(gw, 1)
     m = metrics(gw)
-    assert m["bytes_down"] == size and m["bytes_down_spliced"] > 0
+    assert m["bytes_down"] == size and (m["bytes_down_spliced"] > 0) == (splice_min is None)
 
 
 def test_reset_mid_splice_leaves_the_pipe_clean_for_the_next_session(gw_factory, cleanup):
