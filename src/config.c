@@ -1429,18 +1429,24 @@ config_free_group(const struct option_group *group, void *base)
 }
 
 static void
-config_dump_group(FILE *out, const struct option_group *group, const void *base, bool in_gateway)
+config_dump_group(FILE *out, const struct option_group *group, const void *base, const void *inherited,
+                  bool in_gateway, const struct option_marks *marks, size_t g)
 {
-    char value[512];
+    char value[512], from[512];
 
     for (size_t i = 0; i < group->count; i++) {
         const struct option_spec *spec = &group->specs[i];
         if (in_gateway && (spec->flags & OPTF_NOT_IN_GATEWAY))
             continue;
-        if (config_format_value(spec, base, value, sizeof value))
-            fprintf(out, "; %s\n%s = %s\n", spec->help, spec->name, value);
-        else
+        bool set = (marks->set[g] & (UINT64_C(1) << i)) != 0;
+        if (!config_format_value(spec, base, value, sizeof value))
             fprintf(out, "; %s\n;%s =\n", spec->help, spec->name); /* unset */
+        else if (!set && ((spec->def != NULL && strcmp(value, spec->def) == 0) ||
+                          (inherited != NULL && config_format_value(spec, inherited, from, sizeof from) &&
+                           strcmp(value, from) == 0)))
+            fprintf(out, "; %s\n;%s = %s\n", spec->help, spec->name, value); /* default or inherited */
+        else
+            fprintf(out, "; %s\n%s = %s\n", spec->help, spec->name, value);
     }
 }
 
@@ -1452,17 +1458,19 @@ config_dump(const struct config *cfg, FILE *out)
                                      rl = GROUP(route_limit_options);
 
     fprintf(out, "; effective configuration of %s\n\n[gateway]\n", cfg->source);
-    config_dump_group(out, &gw, cfg, true);
-    config_dump_group(out, &ll, &cfg->listener_defaults, true);
-    config_dump_group(out, &rl, &cfg->route_defaults, true);
+    config_dump_group(out, &gw, cfg, NULL, true, &cfg->marks, 0);
+    config_dump_group(out, &ll, &cfg->listener_defaults, NULL, true, &cfg->marks, 1);
+    config_dump_group(out, &rl, &cfg->route_defaults, NULL, true, &cfg->marks, 2);
     for (size_t i = 0; i < cfg->listener_count; i++) {
-        fprintf(out, "\n[listener:%s]\n", cfg->listeners[i].head.name);
-        config_dump_group(out, &lo, &cfg->listeners[i], false);
-        config_dump_group(out, &ll, &cfg->listeners[i].limits, false);
+        const struct listener_config *l = &cfg->listeners[i];
+        fprintf(out, "\n[listener:%s]\n", l->head.name);
+        config_dump_group(out, &lo, l, NULL, false, &l->marks, 0);
+        config_dump_group(out, &ll, &l->limits, &cfg->listener_defaults, false, &l->marks, 1);
     }
     for (size_t i = 0; i < cfg->route_count; i++) {
-        fprintf(out, "\n[route:%s]\n", cfg->route_configs[i].head.name);
-        config_dump_group(out, &ro, &cfg->route_configs[i], false);
-        config_dump_group(out, &rl, &cfg->route_configs[i].limits, false);
+        const struct route_config *r = &cfg->route_configs[i];
+        fprintf(out, "\n[route:%s]\n", r->head.name);
+        config_dump_group(out, &ro, r, NULL, false, &r->marks, 0);
+        config_dump_group(out, &rl, &r->limits, &cfg->route_defaults, false, &r->marks, 1);
     }
 }

@@ -273,9 +273,16 @@ def test_check_verbose_prints_effective_configuration(tmp_path, echo):
     assert re.search(r"^path = /vnc/\*$", out, re.M)
     assert re.search(r"^target = 127\.0\.0\.1:%d$" % echo.port, out, re.M)
     assert re.search(r"^idle_timeout_s = 2\.5$", out, re.M)
-    # Defaults the file never set are shown too.
-    assert re.search(r"^connect_timeout_s = \S+$", out, re.M)
-    assert re.search(r"^max_request_bytes = \S+$", out, re.M)
+    # Defaults the file never set are shown too, commented out, and the route shows what
+    # it inherits from [gateway] the same way.
+    assert re.search(r"^;connect_timeout_s = 10$", out, re.M)
+    assert re.search(r"^;max_request_bytes = 16k$", out, re.M)
+    # The dump is a config file: it loads, to the same configuration.
+    dump = tmp_path / "dump.ini"
+    dump.write_text(out)
+    again = run("-t", "-v", "-c", str(dump))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split("\n", 1)[1] == out.split("\n", 1)[1]
 
 
 def test_check_verbose_of_command_line_form(echo):

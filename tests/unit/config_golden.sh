@@ -7,6 +7,8 @@
 # that order because a merged stream interleaves at stdio buffer boundaries: the -v dump
 # is block-buffered stdout, the messages unbuffered stderr.
 #
+# Each good_*.ini's dump must also load, and dump the same again.
+#
 # The good_*.expected files are the -t -v dump, so adding an option changes them: rerun
 # the command above for each good_*.ini and review the diff before committing it. An
 # .expected file states what the output should be; never refresh a bad_* one blindly.
@@ -59,6 +61,21 @@ for ini in "$dir"/*.ini; do
     if [ "$rc" != "$want_rc" ]; then
         ok=0
         echo "FAIL $name: exit status $rc, expected $want_rc"
+    fi
+    # A config that loads dumps to a config that loads to the same dump (its first line
+    # names the source file): an operator can keep and edit what -t -v prints.
+    if [ "$rc" = 0 ] && [ "$want_rc" = 0 ]; then
+        "$bin" -t -v -c "$tmp/stdout" >"$tmp/again" 2>"$tmp/again.err" </dev/null
+        again_rc=$?
+        if [ "$again_rc" != 0 ]; then
+            ok=0
+            echo "FAIL $name: its -t -v dump does not load (exit $again_rc):"
+            cat "$tmp/again.err"
+        elif ! diff -u <(tail -n +2 "$tmp/stdout") <(tail -n +2 "$tmp/again") >"$tmp/diff2"; then
+            ok=0
+            echo "FAIL $name: its -t -v dump loads to a different configuration:"
+            cat "$tmp/diff2"
+        fi
     fi
     if [ $ok -eq 1 ]; then
         echo "ok   $name"
