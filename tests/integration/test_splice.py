@@ -215,3 +215,28 @@ def test_backend_eof_right_after_bulk_data_closes_after_the_last_byte(gw_factory
     wait_sessions_closed(gw, 8)
     m = metrics(gw)
     assert m["bytes_down"] == 8 * size and m["bytes_down_spliced"] > 0
+
+
+def test_unix_socket_backend_is_spliced_too(gw_factory, cleanup):
+    """splice(2) reads AF_UNIX stream sockets as well: an echo backend on a unix socket
+    sends 4 MiB back in bulk, byte-exact."""
+    from test_routing import UnixEchoBackend
+
+    ux = UnixEchoBackend()
+    cleanup.append(ux)
+    gw = gw_factory(harness.config(routes={"ux": {"path": "/*", "target": "unix:%s" % ux.path}}))
+    c = harness.connect(gw.port)
+    size = 4 * MIB
+    payload = harness.seeded_bytes(size, 307)
+    sender = threading.Thread(target=lambda: [c.send_binary(payload[i : i + MIB]) for i in range(0, size, MIB)])
+    sender.start()
+    got = c.recv_data(size)
+    sender.join(30)
+    assert len(got) == size and sha256(got) == sha256(payload)
+    c.send_close(1000)
+    c.expect_close(1000)
+    assert c.wait_eof()
+    c.close()
+    wait_sessions_closed(gw, 1)
+    m = metrics(gw)
+    assert m["bytes_down"] == size and m["bytes_down_spliced"] > 0, m
