@@ -967,6 +967,20 @@ config_key_line(const struct option_group *group, const struct option_marks *mar
     return 0;
 }
 
+/* Report every option of a section's first group whose name starts with 'prefix' and
+ * that the section sets: the option they depend on is not set ('why' says which). */
+static void
+config_refuse_prefixed(struct config *cfg, const struct option_group *group, const struct option_marks *marks,
+                       const char *prefix, const char *label, const char *why)
+{
+    for (size_t i = 0; i < group->count; i++) {
+        const char *name = group->specs[i].name;
+        int line = config_key_line(group, marks, 0, name);
+        if (line > 0 && strncmp(name, prefix, strlen(prefix)) == 0)
+            config_error_at(cfg, line, label, name, "%s", why);
+    }
+}
+
 /* Listener TLS options: consistent, and loadable (certificates are read now, so a bad one
  * stops the start with its file:line). */
 static void
@@ -977,12 +991,7 @@ config_validate_listener_tls(struct config *cfg, struct listener_config *l, cons
     char err[512];
 
     if (cert_line == 0) {
-        for (size_t i = 0; i < lo->count; i++) {
-            const char *name = lo->specs[i].name;
-            int line = config_key_line(lo, &l->marks, 0, name);
-            if (strncmp(name, "tls_", 4) == 0 && line > 0)
-                config_error_at(cfg, line, label, name, "needs tls_cert in this section");
-        }
+        config_refuse_prefixed(cfg, lo, &l->marks, "tls_", label, "needs tls_cert in this section");
         return;
     }
     int key_line = config_key_line(lo, &l->marks, 0, "tls_key");
@@ -1041,14 +1050,8 @@ config_validate_route_tls(struct config *cfg, struct route_config *r, const stru
                           const char *label)
 {
     if (!r->target_tls) {
-        for (size_t i = 0; i < ro->count; i++) {
-            const char *name = ro->specs[i].name;
-            int line = config_key_line(ro, &r->marks, 0, name);
-            if (strncmp(name, "target_tls_", 11) == 0 && line > 0)
-                config_error_at(cfg, line, label, name, "needs target_tls = yes");
-        }
-    }
-    if (r->target_tls) {
+        config_refuse_prefixed(cfg, ro, &r->marks, "target_tls_", label, "needs target_tls = yes");
+    } else {
         char err[512];
         r->target_tls_client = tls_client_new(r, err, sizeof err);
         if (r->target_tls_client == NULL)

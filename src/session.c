@@ -1780,12 +1780,12 @@ session_backend_sock_read_cb(evutil_socket_t fd, short what, void *arg)
     if (session_splice_ready(s)) {
         if (ioctl(fd, FIONREAD, &queued) != 0)
             queued = -1;
-        else if (queued > 0 && (size_t)queued >= s->limits->splice_min_bytes) {
+        else if ((size_t)queued >= s->limits->splice_min_bytes) { /* splice_min_bytes > 0 here */
             ssize_t r = session_splice_down(s, (size_t)queued);
-            s->down_bulk = r > 0;
-            if (r == -1)
-                session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
             if (r != 0) {
+                s->down_bulk = r > 0;
+                if (r == -1)
+                    session_fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory");
                 session_update_flow(s);
                 return;
             }

@@ -34,6 +34,16 @@ def wait_sessions_closed(gw, count):
     wait_log_count(gw, r" close client=", count)
 
 
+def source_gateway(gw_factory, cleanup, size, seed, splice_min, **route_opts):
+    """A source backend sending 'size' seeded bytes then closing, and a gateway routing
+    to it; 'splice_min' (None: the default) sets splice_min_bytes."""
+    src = harness.SourceBackend(size, seed=seed, end="close")
+    cleanup.append(src)
+    if splice_min is not None:
+        route_opts["splice_min_bytes"] = splice_min
+    return start_gateway(gw_factory, src.port, **route_opts)
+
+
 def finish(c):
     assert c.expect_close(1000) is not None
     c.send_close(1000)
@@ -44,10 +54,7 @@ def finish(c):
 @pytest.mark.parametrize("splice_min", [None, "0", "1"], ids=["default_16k", "off", "every_read"])
 def test_bulk_download_byte_exact_and_path_as_configured(gw_factory, cleanup, splice_min):
     size = 24 * MIB
-    src = harness.SourceBackend(size, seed=301, end="close")
-    cleanup.append(src)
-    opts = {} if splice_min is None else {"splice_min_bytes": splice_min}
-    gw = start_gateway(gw_factory, src.port, **opts)
+    gw = source_gateway(gw_factory, cleanup, size, 301, splice_min)
     c = harness.connect(gw.port)
     assert recv_hash(c, size) == sha256(harness.seeded_bytes(size, 301))
     finish(c)
@@ -70,10 +77,7 @@ def test_pongs_and_close_never_land_inside_a_spliced_frame(gw_factory, cleanup, 
     data frames, in order, and the final close after the last byte. Copied frames are
     written straight to the socket when nothing is queued, so the same holds for them."""
     size = 32 * MIB
-    src = harness.SourceBackend(size, seed=302, end="close")
-    cleanup.append(src)
-    opts = {} if splice_min is None else {"splice_min_bytes": splice_min}
-    gw = start_gateway(gw_factory, src.port, ping_interval_s=0, **opts)
+    gw = source_gateway(gw_factory, cleanup, size, 302, splice_min, ping_interval_s=0)
     c = harness.connect(gw.port)
     expected = harness.seeded_bytes(size, 302)
     got = bytearray()
@@ -110,10 +114,7 @@ def test_slow_small_reader_gets_every_byte_in_order(gw_factory, cleanup, splice_
     copied and written at once) are often cut short by a full socket, and the rest must
     follow from the queue in order."""
     size = 8 * MIB
-    src = harness.SourceBackend(size, seed=303, end="close")
-    cleanup.append(src)
-    opts = {} if splice_min is None else {"splice_min_bytes": splice_min}
-    gw = start_gateway(gw_factory, src.port, ping_interval_s=0, **opts)
+    gw = source_gateway(gw_factory, cleanup, size, 303, splice_min, ping_interval_s=0)
     c = harness.WSClient(gw.port)
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
     c.handshake()
@@ -188,9 +189,7 @@ def test_backend_eof_right_after_bulk_data_closes_after_the_last_byte(gw_factory
     """Many sessions at once, each backend sending bulk and closing: every client gets its
     whole stream, then close 1000 - never a close frame before the last spliced byte."""
     size = 4 * MIB
-    src = harness.SourceBackend(size, seed=306, end="close")
-    cleanup.append(src)
-    gw = start_gateway(gw_factory, src.port)
+    gw = source_gateway(gw_factory, cleanup, size, 306, None)
     expected = sha256(harness.seeded_bytes(size, 306))
     errors = []
 
