@@ -291,8 +291,9 @@ tls_server_ctx_new(const struct listener_tls_config *cfg, struct tls_server *srv
     SSL_CTX_set_min_proto_version(ctx, cfg->min_version == TLS_MIN_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
     /* SSL_OP_IGNORE_UNEXPECTED_EOF: a peer that closes TCP without close_notify (browsers
      * do) is an EOF, as libevent's dirty-shutdown setting intends, not an error. */
-    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
-                                 SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA |
+                                 SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     /* Idle connections give their read and write buffers back (kilobytes per session). */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
@@ -558,6 +559,11 @@ tls_client_new(const struct route_config *rc, char *err, size_t err_size)
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(c->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF); /* a backend's plain close is its EOF */
+    if (SSL_CTX_set_cipher_list(c->ctx, TLS_CIPHERS_DEFAULT) != 1 ||
+        SSL_CTX_set_ciphersuites(c->ctx, TLS_CIPHERSUITES_DEFAULT) != 1) {
+        TLS_ERR(err, err_size, "cannot set the TLS ciphers: %s", tls_last_error(ebuf, sizeof ebuf));
+        goto fail;
+    }
     const char *files[][2] = {{"target_tls_ca", rc->target_tls_ca},
                               {"target_tls_cert", rc->target_tls_cert},
                               {"target_tls_key", rc->target_tls_key}};

@@ -16,6 +16,13 @@
 struct tls_server;
 struct tls_client;
 
+/* Default cipher preferences (tls_ciphers, tls_ciphersuites), also offered to TLS backends:
+ * forward-secret AEAD only, AES-128-GCM first. It is as safe as AES-256-GCM against any
+ * attack in reach and encrypts about 5% faster, which wss:// streams feel. A client that
+ * puts ChaCha20 first (no AES instructions) gets it (SSL_OP_PRIORITIZE_CHACHA). */
+#define TLS_CIPHERS_DEFAULT      "ECDHE+AES128+AESGCM:ECDHE+AES256+AESGCM:ECDHE+CHACHA20"
+#define TLS_CIPHERSUITES_DEFAULT "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
 enum tls_sniff {
     TLS_SNIFF_PLAIN = 0, /* an HTTP request (or garbage the HTTP parser will reject) */
     TLS_SNIFF_TLS,       /* a TLS handshake record, or an SSLv2-style hello */

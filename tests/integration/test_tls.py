@@ -339,6 +339,27 @@ def test_default_ciphers_are_forward_secret_aead(gw_factory, echo, pki):
             tlslib.peer_der(gw.port, ctx_for(pki, max_version=TLS12, ciphers=weak))
 
 
+def test_default_cipher_order_prefers_aes128_then_a_chacha_client(gw_factory, echo, pki):
+    """The server's order by default: AES-128-GCM, although OpenSSL clients (Python's
+    among them) list AES-256-GCM first; a client that lists ChaCha20 first gets it."""
+    gw, _ = tls_gateway(gw_factory, echo.port, tls_listener(pki.ecdsa))
+    assert tlslib.peer_der(gw.port, ctx_for(pki))[1:] == ("TLSv1.3", "TLS_AES_128_GCM_SHA256")
+    aes256_first = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"
+    assert tlslib.peer_der(gw.port, ctx_for(pki, max_version=TLS12, ciphers=aes256_first))[1:] == (
+        "TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256")
+    chacha_first = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"
+    assert tlslib.peer_der(gw.port, ctx_for(pki, max_version=TLS12, ciphers=chacha_first))[1:] == (
+        "TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305")
+    # Python cannot order TLS 1.3 suites: openssl s_client can.
+    rc, out = tlslib.s_client(gw.port, "-tls1_3", "-servername", "localhost", "-ciphersuites",
+                              "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256")
+    assert rc == 0 and re.search(r"Cipher is TLS_CHACHA20_POLY1305_SHA256", out), out
+    rc, out = tlslib.s_client(gw.port, "-tls1_3", "-servername", "localhost", "-ciphersuites",
+                              "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256")
+    assert rc == 0 and re.search(r"Cipher is TLS_AES_128_GCM_SHA256", out), out
+    wss_roundtrip(gw.port, ctx_for(pki))
+
+
 # --------------------------------------------------------------------------- client certificates
 
 
@@ -431,6 +452,17 @@ def tls_backend(cleanup, pki):
         cleanup.append(b)
         return b
     return make
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_backend_tls_offers_aes128_first(gw_factory, tls_backend, pki, version):
+    """To a backend that takes the client's order, wsplice offers what its listeners
+    prefer: AES-128-GCM first."""
+    b = tls_backend(client_order=True, max_version=TLS12 if version == "1.2" else None)
+    gw = gw_factory(tlslib.config({"main": {}}, backend_route(b, target_tls_ca=pki.ca.cert))[0])
+    raw_echo(gw.port, 64 * 1024, seed=5)
+    want = {"1.3": ("TLSv1.3", "TLS_AES_128_GCM_SHA256"), "1.2": ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256")}
+    assert b.ciphers == [want[version]], b.ciphers
 
 
 def test_backend_tls_verified_byte_exact(gw_factory, tls_backend, pki):

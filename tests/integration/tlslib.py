@@ -429,11 +429,15 @@ def s_client_peer_subject(output):
 class TLSEchoBackend(harness.Backend):
     """harness.Backend speaking TLS: a Python ssl server context on every connection,
     echoing what it reads. Handshake failures are kept in .errors; the client
-    certificates it saw in .peer_certs and the SNI names in .sni."""
+    certificates it saw in .peer_certs, the SNI names in .sni and the (version, cipher) of
+    each connection in .ciphers. client_order: pick the cipher the client lists first
+    (Python's server contexts otherwise prefer their own order)."""
 
-    def __init__(self, cert, client_ca=None, max_version=None, **kw):
+    def __init__(self, cert, client_ca=None, max_version=None, client_order=False, **kw):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert.cert, cert.key)
+        if client_order:
+            self.ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         if client_ca is not None:
             self.ctx.verify_mode = ssl.CERT_REQUIRED
             self.ctx.load_verify_locations(client_ca)
@@ -442,6 +446,7 @@ class TLSEchoBackend(harness.Backend):
         self.errors = []
         self.peer_certs = []
         self.sni = []
+        self.ciphers = []
         self.ctx.sni_callback = lambda sslobj, name, ctx: self.sni.append(name)
         self.handshakes = threading.Semaphore(0)
         super().__init__(**kw)
@@ -456,6 +461,7 @@ class TLSEchoBackend(harness.Backend):
             c.close()
             return
         self.peer_certs.append(s.getpeercert())
+        self.ciphers.append((s.version(), s.cipher()[0]))
         self.handshakes.release()
         try:
             while True:
