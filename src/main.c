@@ -3,6 +3,7 @@
  * logic lives here. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -404,8 +405,16 @@ signal_stop_cb(evutil_socket_t sig, short what, void *arg)
         app_post_all(app, WORKER_STOP, NULL);
         return;
     }
-    log_info("signal %s: draining %zu sessions (at most %ums)", sig == SIGINT ? "INT" : "TERM",
-             (size_t)atomic_load(&app->group.connections), app->cfg->drain_timeout_ms);
+    /* Sessions get close 1001; connections not upgraded (a handshake, a refusal, a web
+     * request or an idle keep-alive) get 503 or are closed, and are counted apart. */
+    uint_fast64_t open = METRICS_GET(sessions_open), all = METRICS_GET(sessions_current);
+    uint_fast64_t others = all > open ? all - open : 0;
+    char more[64] = "";
+    if (others > 0)
+        snprintf(more, sizeof more, " and %" PRIuFAST64 " other connection%s", others,
+                 others == 1 ? "" : "s");
+    log_info("signal %s: draining %" PRIuFAST64 " sessions%s (at most %ums)", sig == SIGINT ? "INT" : "TERM",
+             open, more, app->cfg->drain_timeout_ms);
     app->draining = true;
     app_post_all(app, WORKER_DRAIN, NULL);
 }

@@ -71,9 +71,36 @@ def test_stop_signal_closes_sessions_with_1001_then_exits_0(gw_factory, echo, si
         c.close()
     assert wait_exit(gw, 10) == 0
     log = gw.log()
-    assert "draining 3 sessions" in log
+    assert "draining 3 sessions (at most" in log  # nothing else was connected
     for n in (1, 2, 3):
         assert "session s=%d close " % n in log
+
+
+def test_stop_signal_counts_connections_not_upgraded_apart(gw_factory, echo):
+    """The drain log line counts sessions, and apart from them connections still in their
+    handshake: those get 503, not close 1001."""
+    gw = gw_factory(gw_config({"r": echo_route(echo)}))
+    clients = [harness.connect(gw.port) for _ in range(2)]
+    for c in clients:
+        roundtrip(c, b"before")
+    waiting = socket.create_connection(("127.0.0.1", gw.port), timeout=10 * SLOW)  # sends nothing
+    waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # a request head, not yet complete
+    deadline = time.monotonic() + 10 * SLOW
+    while "metrics sessions_current=3 sessions_open=2 " not in gw.log():  # accepted (USR1 logs counters)
+        assert time.monotonic() < deadline, gw.log()
+        gw.send_signal(signal.SIGUSR1)
+        time.sleep(0.05)
+    gw.send_signal(signal.SIGTERM)
+    for c in clients:
+        c.expect_close(1001)
+        c.send_close(1001)
+        assert c.wait_eof()
+        c.close()
+    head = waiting.recv(4096)
+    assert head.startswith(b"HTTP/1.1 503"), head
+    waiting.close()
+    assert wait_exit(gw, 10) == 0
+    assert "signal TERM: draining 2 sessions and 1 other connection (at most" in gw.log(), gw.log()
 
 
 def test_sigterm_unanswered_close_exits_within_drain_timeout(gw_factory, echo):
