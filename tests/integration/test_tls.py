@@ -360,6 +360,41 @@ def test_default_cipher_order_prefers_aes128_then_a_chacha_client(gw_factory, ec
     wss_roundtrip(gw.port, ctx_for(pki))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_sessions_resume(gw_factory, echo, pki, version, workers):
+    """A client that kept its TLS session resumes it (no certificate exchange) on the next
+    connections, whichever worker takes them, and relays as before."""
+    tls = TLS13 if version == "1.3" else TLS12
+    gw, _ = tls_gateway(gw_factory, echo.port, tls_listener(pki.ecdsa), gateway={"workers": str(workers)})
+    ctx = ctx_for(pki, min_version=tls, max_version=tls)
+
+    def session_over(c, payload):
+        c.handshake(path="/")
+        c.send_binary(payload)
+        assert c.recv_data(len(payload)) == payload  # TLS 1.3 tickets arrive before this
+        c.send_close(1000)
+        c.expect_close(1000)
+
+    first = TLSWSClient(gw.port, ctx)
+    session_over(first, b"first")
+    assert not first.sock.session_reused
+    kept = first.sock.session
+    first.close()
+    assert kept is not None and kept.has_ticket, "no session ticket came"
+    for i in range(6 if workers == 1 else 24):
+        c = TLSWSClient(gw.port, ctx, session=kept)
+        try:
+            assert c.sock.session_reused, "connection %d made a full handshake" % i
+            assert c.sock.version() == "TLSv1.%s" % version[-1]
+            session_over(c, b"again %d" % i)
+        finally:
+            c.close()
+    # The kernel spreads connections over the workers' sockets: both resumed sessions.
+    opened_on = set(re.findall(r"session s=\d+ open .* worker=(\d+)", gw.log()))
+    assert opened_on == {str(w) for w in range(workers)}, opened_on
+
+
 # --------------------------------------------------------------------------- client certificates
 
 

@@ -296,9 +296,9 @@ def peer_der(port, ctx, server_hostname="localhost"):
 class TLSWSClient(harness.WSClient):
     """harness.WSClient over TLS: the same raw frame control, on an SSL socket."""
 
-    def __init__(self, port, ctx, server_hostname="localhost", timeout=10.0):
+    def __init__(self, port, ctx, server_hostname="localhost", timeout=10.0, session=None):
         super().__init__(port, timeout=timeout)
-        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname, session=session)
 
     def peer_der(self):
         return self.sock.getpeercert(binary_form=True)
