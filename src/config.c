@@ -887,6 +887,13 @@ config_reader(char *str, int num, void *stream)
     return str;
 }
 
+/* The line on which a section set option 'i' of its table 'g', or 0 if it did not. */
+static int
+config_set_line(const struct option_marks *marks, size_t g, size_t i)
+{
+    return (marks->set[g] & (UINT64_C(1) << i)) ? marks->line[g][i] : 0;
+}
+
 static int
 config_handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -907,7 +914,7 @@ config_handler(void *user, const char *section, const char *name, const char *va
                 continue;
             if (ps->kind == SECTION_GATEWAY && (spec->flags & OPTF_NOT_IN_GATEWAY))
                 continue;
-            if (marks->set[g] & (UINT64_C(1) << i)) {
+            if (config_set_line(marks, g, i) > 0) {
                 config_error_at(cfg, ps->line, ps->label, name,
                                 "set twice in this section (first on line %d)", marks->line[g][i]);
                 return 1;
@@ -963,7 +970,7 @@ config_key_line(const struct option_group *group, const struct option_marks *mar
 {
     for (size_t i = 0; i < group->count; i++)
         if (strcmp(group->specs[i].name, name) == 0)
-            return (marks->set[g] & (UINT64_C(1) << i)) ? marks->line[g][i] : 0;
+            return config_set_line(marks, g, i);
     return 0;
 }
 
@@ -975,9 +982,8 @@ config_refuse_prefixed(struct config *cfg, const struct option_group *group, con
 {
     for (size_t i = 0; i < group->count; i++) {
         const char *name = group->specs[i].name;
-        int line = config_key_line(group, marks, 0, name);
-        if (line > 0 && strncmp(name, prefix, strlen(prefix)) == 0)
-            config_error_at(cfg, line, label, name, "%s", why);
+        if (config_set_line(marks, 0, i) > 0 && strncmp(name, prefix, strlen(prefix)) == 0)
+            config_error_at(cfg, marks->line[0][i], label, name, "%s", why);
     }
 }
 
@@ -1130,11 +1136,11 @@ config_validate(struct config *cfg)
         config_inherit(&ll, l->marks.set[1], &l->limits, &cfg->listener_defaults);
         config_validate_listener_tls(cfg, l, &lo, llabel);
         config_validate_listener_web(cfg, l, &lo, llabel);
-        if (!(l->marks.set[0] & (UINT64_C(1) << LISTENER_OPT_BIND)))
+        if (config_set_line(&l->marks, 0, LISTENER_OPT_BIND) == 0)
             continue;
         for (size_t j = 0; j < i; j++) {
             struct listener_config *o = &cfg->listeners[j];
-            if ((o->marks.set[0] & (UINT64_C(1) << LISTENER_OPT_BIND)) && o->bind.port != 0 &&
+            if (config_set_line(&o->marks, 0, LISTENER_OPT_BIND) > 0 && o->bind.port != 0 &&
                 o->bind.port == l->bind.port &&
                 strcmp(addr_format(&o->bind, a, sizeof a), addr_format(&l->bind, b, sizeof b)) == 0) {
                 char label[SECTION_NAME_MAX + 16];
@@ -1441,7 +1447,7 @@ config_dump_group(FILE *out, const struct option_group *group, const void *base,
         const struct option_spec *spec = &group->specs[i];
         if (in_gateway && (spec->flags & OPTF_NOT_IN_GATEWAY))
             continue;
-        bool set = (marks->set[g] & (UINT64_C(1) << i)) != 0;
+        bool set = config_set_line(marks, g, i) > 0;
         if (!config_format_value(spec, base, value, sizeof value))
             fprintf(out, "; %s\n;%s =\n", spec->help, spec->name); /* unset */
         else if (!set && ((spec->def != NULL && strcmp(value, spec->def) == 0) ||

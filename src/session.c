@@ -1427,12 +1427,6 @@ session_backend_write_cb(struct bufferevent *bev, void *arg)
     session_update_flow(s);
 }
 
-/* libevent 2.1 reads a socket at most 4 KiB at a time, after a FIONREAD ioctl each time
- * (EVBUFFER_MAX_READ in buffer.c), which caps a relay far below what loopback can carry.
- * Relaying plain sockets are therefore read here, in one readv of up to SESSION_MAX_READ
- * straight into the bufferevent's input buffer; writes, write callbacks and error events
- * stay with the bufferevent (TLS sides: see session_read_tls).
- * Returns the bytes read, 0 at EOF, -1 on an error, -2 when nothing was ready. */
 /* One readv(2) of at most 'max' bytes from 'fd' onto the end of 'buf', straight into its
  * space. The reservation may be larger (a chain's spare room plus a new chain); no more
  * than 'max' is read, so on the client side a chain rarely holds more than one large
@@ -1475,6 +1469,12 @@ session_readv_into(struct evbuffer *buf, int fd, size_t max)
     return r;
 }
 
+/* libevent 2.1 reads a socket at most 4 KiB at a time, after a FIONREAD ioctl each time
+ * (EVBUFFER_MAX_READ in buffer.c), which caps a relay far below what loopback can carry.
+ * Relaying plain sockets are therefore read here, in one readv of up to SESSION_MAX_READ
+ * straight into the bufferevent's input buffer; writes, write callbacks and error events
+ * stay with the bufferevent (TLS sides: see session_read_tls).
+ * Returns the bytes read, 0 at EOF, -1 on an error, -2 when nothing was ready. */
 /* session_read_socket() when the kernel reports nothing queued: one small read on the
  * stack, so an EOF or an error costs no buffer memory. Same returns. */
 static ssize_t

@@ -49,7 +49,7 @@ struct worker {
     struct event *accept_check; /* while paused: another worker's sessions may end first */
     bool draining;              /* SIGTERM: no new sessions; stop the loop when empty */
     struct event *drain_timer;
-    /* The pipe session.c splices backend data through to clients: created on first use,
+    /* The pipe session.c splices backend data through to clients (worker_splice_pipe):
      * empty whenever no session is using it. */
     int splice_pipe[2];
     bool has_splice_pipe;

@@ -5,7 +5,6 @@ never land inside a spliced frame. Every case checks the bytes (sha256) and that
 frames parse, and reads the gateway's metrics (SIGUSR1) to see which path carried them."""
 
 import hashlib
-import signal
 import socket
 import struct
 import threading
@@ -15,19 +14,7 @@ import pytest
 
 import harness
 from harness import OP_BINARY, OP_CLOSE, OP_PONG
-from wsplice_testlib import MIB, recv_hash, reset, sha256, start_gateway, wait_log_count
-
-
-def metrics(gw):
-    """The counters of a fresh SIGUSR1 snapshot."""
-    before = gw.log().count(" metrics ")
-    gw.send_signal(signal.SIGUSR1)
-    deadline = time.time() + 5
-    while gw.log().count(" metrics ") == before:
-        assert time.time() < deadline, "no metrics line after SIGUSR1"
-        time.sleep(0.02)
-    line = [ln for ln in gw.log().splitlines() if " metrics " in ln][-1]
-    return {k: int(v) for k, v in (kv.split("=", 1) for kv in line.split(" metrics ", 1)[1].split())}
+from wsplice_testlib import MIB, metrics, recv_hash, reset, sha256, start_gateway, wait_log_count
 
 
 def wait_sessions_closed(gw, count):

@@ -8,6 +8,7 @@ Everything here builds on harness.py; nothing is mocked.
 import fcntl
 import hashlib
 import random
+import signal
 import socket
 import struct
 import termios
@@ -30,6 +31,18 @@ def start_gateway(gw_factory, target_port, gateway_opts=None, **route_opts):
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
+
+
+def metrics(gw):
+    """The counters of a fresh SIGUSR1 snapshot, as ints by name."""
+    before = gw.log().count(" metrics ")
+    gw.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 5 * SLOW
+    while gw.log().count(" metrics ") == before:
+        assert time.time() < deadline, "no metrics line after SIGUSR1"
+        time.sleep(0.02)
+    line = [ln for ln in gw.log().splitlines() if " metrics " in ln][-1]
+    return {k: int(v) for k, v in (kv.split("=", 1) for kv in line.split(" metrics ", 1)[1].split())}
 
 
 def wait_log_count(gw, pattern, count, timeout=10.0):
